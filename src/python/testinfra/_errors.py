@@ -1,0 +1,68 @@
+"""Exceptions raised by testinfra.
+
+    TestinfraError                  base of everything testinfra raises
+    ├── SpecError                   a ServiceSpec or option is invalid (also a ValueError)
+    ├── PortAllocationError         no free port could be reserved
+    ├── BackendUnavailableError     the chosen backend cannot run (no Docker engine, engine gone)
+    ├── ImageNotFoundError          an image reference or Pants address does not resolve
+    └── ServiceError                a service misbehaved; carries service, exit_code, logs_tail
+        ├── ServiceStartError       it could not be started, or exited while starting
+        └── ServiceNotReadyError    it kept running but never passed its readiness check
+
+Lower-level errors (docker SDK, OSError) are mapped once, where they happen, with
+``raise ... from exc`` so the original traceback stays attached.
+"""
+
+from __future__ import annotations
+
+
+class TestinfraError(Exception):
+    """Base class of every error testinfra raises."""
+
+    __test__ = False  # not a test class, whatever pytest's name patterns say
+
+
+class SpecError(TestinfraError, ValueError):
+    """A service description or a testinfra option is invalid."""
+
+
+class PortAllocationError(TestinfraError):
+    """No port could be reserved in the configured range."""
+
+
+class BackendUnavailableError(TestinfraError):
+    """The requested backend cannot run services here."""
+
+
+class ImageNotFoundError(TestinfraError):
+    """An image reference or Pants docker_image address does not resolve to an image."""
+
+
+class ServiceError(TestinfraError):
+    """A service failed; the message ends with its exit code and last log lines when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        exit_code: int | None = None,
+        logs_tail: str = "",
+    ) -> None:
+        self.service = service
+        self.exit_code = exit_code
+        self.logs_tail = logs_tail
+        details = [f"service {service!r}: {message}"]
+        if exit_code is not None:
+            details.append(f"exit code: {exit_code}")
+        if logs_tail:
+            details.append("last log lines:\n" + logs_tail)
+        super().__init__("\n".join(details))
+
+
+class ServiceStartError(ServiceError):
+    """The service could not be started, or exited before it was ready."""
+
+
+class ServiceNotReadyError(ServiceError):
+    """The service kept running but did not pass its readiness check in time."""

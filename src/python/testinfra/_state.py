@@ -1,0 +1,60 @@
+"""Where testinfra keeps machine-wide state, and the identity of this run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+# Labels on every container and network testinfra creates; the reaper finds them by these.
+LABEL = "org.labrador.testinfra"
+LABEL_RUN = f"{LABEL}.run"
+LABEL_OWNER = f"{LABEL}.owner-pid"
+LABEL_OWNER_START = f"{LABEL}.owner-start"
+LABEL_SERVICE = f"{LABEL}.service"
+
+RUN_ID_ENV = "TESTINFRA_RUN_ID"
+
+
+def state_dir() -> Path:
+    """Shared by every testinfra process of this user on this machine.
+
+    Deliberately not under a per-process TMPDIR: locks only work if everyone sees the same files.
+    """
+    configured = os.environ.get("TESTINFRA_STATE_DIR")
+    path = Path(configured) if configured else Path(tempfile.gettempdir()) / f"testinfra-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def process_start_time(pid: int) -> int | None:
+    """Kernel start time of `pid` (clock ticks since boot), None if it is not running.
+
+    A pid alone can be reused; pid plus start time names one process for good.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so split after its closing paren.
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def is_alive(pid: int, start_time: int | None) -> bool:
+    current = process_start_time(pid)
+    return current is not None and (start_time is None or current == start_time)
+
+
+def owner_labels(run_id: str) -> dict[str, str]:
+    pid = os.getpid()
+    return {
+        LABEL: "1",
+        LABEL_RUN: run_id,
+        LABEL_OWNER: str(pid),
+        LABEL_OWNER_START: str(process_start_time(pid)),
+    }

@@ -1,0 +1,156 @@
+"""The pytest plugin: options, fixtures, failure reports and signal handling.
+
+Registered as the `pytest11` entry point `testinfra`; in a repo that does not install it,
+`pytest_plugins = ["testinfra.plugin"]` in the top conftest.py does the same.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from testinfra._ports import PortReservation
+from testinfra._ports import reserve_port
+from testinfra._service import BACKENDS
+from testinfra._service import Manager
+from testinfra._service import Service
+from testinfra._service import failure_report
+from testinfra._state import RUN_ID_ENV
+from testinfra._state import new_run_id
+
+manager_key = pytest.StashKey[Manager]()
+_TRUE = ("1", "true", "yes", "on")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("testinfra", "services as fixtures (testinfra)")
+    group.addoption(
+        "--testinfra-backend",
+        choices=BACKENDS,
+        default=None,
+        help="run services in containers (docker), as local processes (process), or docker when an "
+        "engine answers (auto). Env: TESTINFRA_BACKEND. Default: auto.",
+    )
+    group.addoption(
+        "--testinfra-require-docker",
+        action="store_true",
+        default=None,
+        help="fail instead of falling back to local processes when no Docker engine answers "
+        "(CI sets this). Env: TESTINFRA_REQUIRE_DOCKER=1.",
+    )
+    parser.addini("testinfra_backend", "default for --testinfra-backend", default="auto")
+    parser.addini("testinfra_require_docker", "default for --testinfra-require-docker", type="bool", default=False)
+
+
+def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str | bool | None:
+    value = config.getoption(option)
+    if value is not None:
+        return value  # type: ignore[no-any-return]
+    if env in os.environ:
+        return os.environ[env]
+    return config.getini(ini)  # type: ignore[no-any-return]
+
+
+def _run_id() -> str:
+    # xdist workers inherit the controller's environment: one run id for all workers of a run.
+    # A top-level pytest always starts a new run, even when started from inside another one.
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(RUN_ID_ENV):
+        return os.environ[RUN_ID_ENV]
+    run_id = new_run_id()
+    os.environ[RUN_ID_ENV] = run_id
+    return run_id
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (how Pants and CI stop a test process) into a Ctrl-C: pytest then tears down."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone else handles it; don't take it over
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # A second SIGTERM must not interrupt the teardown the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name} received: tearing down services")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "testinfra_docker: the test needs a Docker engine; skipped where none exists, "
+        "failed when Docker is required (TESTINFRA_REQUIRE_DOCKER=1)",
+    )
+    backend = str(_setting(config, "testinfra_backend", "TESTINFRA_BACKEND", "testinfra_backend"))
+    if backend not in BACKENDS:
+        raise pytest.UsageError(f"TESTINFRA_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+    require = _setting(config, "testinfra_require_docker", "TESTINFRA_REQUIRE_DOCKER", "testinfra_require_docker")
+    require_docker = require if isinstance(require, bool) else require.lower() in _TRUE
+    if require_docker and backend == "process":
+        raise pytest.UsageError("Docker is required but --testinfra-backend=process was chosen; drop one of them")
+    config.stash[manager_key] = Manager(_run_id(), backend, require_docker)
+    _interrupt_on_sigterm()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    manager = config.stash.get(manager_key, None)
+    if manager is not None:
+        # Safety net: fixtures release their services, but an interrupted session may not get there.
+        manager.close()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("testinfra_docker") is None:
+        return
+    from testinfra._docker import engine_available
+
+    if engine_available():
+        return
+    if item.config.stash[manager_key].require_docker:
+        pytest.fail("this test needs a Docker engine and Docker is required here, but no engine answers")
+    pytest.skip("no Docker engine answers on this machine (set DOCKER_HOST or start dockerd)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report: pytest.TestReport = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        services = [value for value in funcargs.values() if isinstance(value, Service)]
+        for title, body in failure_report(services):
+            report.sections.append((title, body))
+    return report  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def testinfra_manager(pytestconfig: pytest.Config) -> Manager:
+    """The manager of this test process: `start(spec)` / `release(service)` for ad-hoc services."""
+    return pytestconfig.stash[manager_key]
+
+
+@pytest.fixture
+def tcp_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that no other testinfra user on this machine gets while the test runs."""
+    with reserve_port() as reservation:
+        yield reservation.port
+
+
+@pytest.fixture
+def tcp_port_factory() -> Iterator[Callable[[], int]]:
+    """Call it for as many distinct reserved ports as the test needs."""
+    reservations: list[PortReservation] = []
+
+    def factory() -> int:
+        reservations.append(reserve_port())
+        return reservations[-1].port
+
+    yield factory
+    for reservation in reservations:
+        reservation.release()

@@ -1,0 +1,23 @@
+"""Labrador's services as testinfra specs: one description, run in a container or as a process."""
+
+from testinfra import ServiceSpec
+
+WEB_SERVER1 = ServiceSpec(
+    name="web_server1",
+    image="src/python/labrador/web_server1:image",
+    command=("{python}", "-m", "labrador.web_server1.main", "--fd", "{fd}"),
+    port=80,
+)
+
+WEB_SERVER2 = ServiceSpec(
+    name="web_server2",
+    image="src/python/labrador/web_server2:image",
+    command=("{python}", "-m", "labrador.web_server2.main", "--fd", "{fd}"),
+    port=80,
+    depends_on=(WEB_SERVER1,),
+    env={
+        "WEB_SERVER2_UPSTREAM_URL": "{web_server1.url}",
+        # Short, so a test of an unresponsive web_server1 does not wait long for its 504.
+        "WEB_SERVER2_UPSTREAM_TIMEOUT": "2",
+    },
+)
