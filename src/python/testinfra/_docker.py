@@ -70,7 +70,8 @@ class DockerInstance:
         image = resolve_image(spec.image)
         client = backend.client
         try:
-            self._container: Container = client.containers.run(
+            # The stubs want an int host port; None is the SDK's documented "any free port".
+            self._container: Container = client.containers.run(  # type: ignore[call-overload]
                 image,
                 detach=True,
                 name=name,
@@ -162,8 +163,8 @@ class DockerBackend:
     def network_name(self) -> str:
         # Created on first use and shared by every service of this process, so peers resolve by name.
         if self._network is None:
-            network = self.client.networks.create(self._prefix, driver="bridge", labels=self.labels)
-            self._network = network.name
+            self.client.networks.create(self._prefix, driver="bridge", labels=self.labels)
+            self._network = self._prefix
         return self._network
 
     def create(self, spec: ServiceSpec, env: dict[str, str]) -> DockerInstance:

@@ -32,9 +32,13 @@ def port_range() -> range:
         try:
             low, high = (int(part) for part in configured.split("-"))
         except ValueError:
-            raise SpecError(f"TESTINFRA_PORT_RANGE={configured!r} is not of the form LOW-HIGH, e.g. 20000-29999")
+            raise SpecError(
+                f"TESTINFRA_PORT_RANGE={configured!r} is not of the form LOW-HIGH, e.g. 20000-29999"
+            )
         if not 1024 <= low <= high <= _HIGHEST:
-            raise SpecError(f"TESTINFRA_PORT_RANGE={configured!r} must lie within 1024-{_HIGHEST}, LOW <= HIGH")
+            raise SpecError(
+                f"TESTINFRA_PORT_RANGE={configured!r} must lie within 1024-{_HIGHEST}, LOW <= HIGH"
+            )
         return range(low, high + 1)
     try:
         eph_low, eph_high = (int(part) for part in _EPHEMERAL.read_text().split())

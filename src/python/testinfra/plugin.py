@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from collections.abc import Generator
 from collections.abc import Iterator
 from types import FrameType
 
@@ -45,7 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(CI sets this). Env: TESTINFRA_REQUIRE_DOCKER=1.",
     )
     parser.addini("testinfra_backend", "default for --testinfra-backend", default="auto")
-    parser.addini("testinfra_require_docker", "default for --testinfra-require-docker", type="bool", default=False)
+    parser.addini(
+        "testinfra_require_docker", "default for --testinfra-require-docker", type="bool", default=False
+    )
 
 
 def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str | bool | None:
@@ -91,10 +94,14 @@ def pytest_configure(config: pytest.Config) -> None:
     backend = str(_setting(config, "testinfra_backend", "TESTINFRA_BACKEND", "testinfra_backend"))
     if backend not in BACKENDS:
         raise pytest.UsageError(f"TESTINFRA_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
-    require = _setting(config, "testinfra_require_docker", "TESTINFRA_REQUIRE_DOCKER", "testinfra_require_docker")
-    require_docker = require if isinstance(require, bool) else require.lower() in _TRUE
+    require = _setting(
+        config, "testinfra_require_docker", "TESTINFRA_REQUIRE_DOCKER", "testinfra_require_docker"
+    )
+    require_docker = require if isinstance(require, bool) else str(require).lower() in _TRUE
     if require_docker and backend == "process":
-        raise pytest.UsageError("Docker is required but --testinfra-backend=process was chosen; drop one of them")
+        raise pytest.UsageError(
+            "Docker is required but --testinfra-backend=process was chosen; drop one of them"
+        )
     config.stash[manager_key] = Manager(_run_id(), backend, require_docker)
     _interrupt_on_sigterm()
 
@@ -119,14 +126,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.failed:
         funcargs = getattr(item, "funcargs", {})
         services = [value for value in funcargs.values() if isinstance(value, Service)]
         for title, body in failure_report(services):
             report.sections.append((title, body))
-    return report  # type: ignore[return-value]
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -37,4 +37,6 @@ class Upstream:
         try:
             return response.json()
         except ValueError as exc:
-            raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"web_server1 sent invalid JSON for GET {path}") from exc
+            raise HTTPException(
+                status.HTTP_502_BAD_GATEWAY, f"web_server1 sent invalid JSON for GET {path}"
+            ) from exc
