@@ -60,10 +60,10 @@ def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str | bo
     return config.getini(ini)  # type: ignore[no-any-return]
 
 
-def _run_id() -> str:
+def _run_id(config: pytest.Config) -> str:
     # xdist workers inherit the controller's environment: one run id for all workers of a run.
-    # A top-level pytest always starts a new run, even when started from inside another one.
-    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(RUN_ID_ENV):
+    # Any other pytest starts a new run, even when started from inside another one's test.
+    if hasattr(config, "workerinput") and os.environ.get(RUN_ID_ENV):
         return os.environ[RUN_ID_ENV]
     run_id = new_run_id()
     os.environ[RUN_ID_ENV] = run_id
@@ -102,8 +102,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "Docker is required but --testinfra-backend=process was chosen; drop one of them"
         )
-    config.stash[manager_key] = Manager(_run_id(), backend, require_docker)
+    config.stash[manager_key] = Manager(_run_id(config), backend, require_docker)
     _interrupt_on_sigterm()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        # Whatever an earlier run left when it was SIGKILLed: remove it before starting anew.
+        from testinfra._reaper import sweep
+
+        sweep()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
