@@ -53,8 +53,11 @@ class Instance(Protocol):
 class Backend(Protocol):
     name: str
 
-    def create(self, spec: ServiceSpec, env: dict[str, str]) -> Instance:
-        """Create and start an instance of `spec` with `env` already resolved."""
+    def create(self, spec: ServiceSpec, env: dict[str, str], *, networked: bool) -> Instance:
+        """Create and start an instance of `spec` with `env` already resolved.
+
+        `networked`: other services will talk to it, or it to them (peer addresses must work).
+        """
         ...
 
     def close(self) -> None:

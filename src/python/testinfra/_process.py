@@ -158,7 +158,7 @@ class ProcessBackend:
         self._run_id = run_id
         self._logs_dir = logs_dir
 
-    def create(self, spec: ServiceSpec, env: dict[str, str]) -> ProcessInstance:
+    def create(self, spec: ServiceSpec, env: dict[str, str], *, networked: bool) -> ProcessInstance:
         return ProcessInstance(spec, env, self._run_id, self._logs_dir)
 
     def close(self) -> None:

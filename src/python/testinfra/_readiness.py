@@ -16,8 +16,9 @@ from typing import Protocol
 from testinfra._errors import ServiceNotReadyError
 from testinfra._errors import ServiceStartError
 
-_FIRST_INTERVAL = 0.01
-_MAX_INTERVAL = 0.25
+_FIRST_INTERVAL = 0.005
+# Low enough that a service is seen ready within ~50 ms of it answering.
+_MAX_INTERVAL = 0.05
 _PROBE_TIMEOUT = 1.0
 LOG_TAIL_LINES = 40
 

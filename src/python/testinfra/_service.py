@@ -160,10 +160,11 @@ class Manager:
         started: list[Instance] = []
         services: dict[str, Service] = {}
         try:
-            for node in start_order(spec):
+            order = start_order(spec)
+            for node in order:
                 backend = self.backend_for(node)
                 deps = {dep.name: services[dep.name] for dep in node.depends_on}
-                instance = backend.create(node, _resolve_env(node, deps))
+                instance = backend.create(node, _resolve_env(node, deps), networked=len(order) > 1)
                 started.append(instance)
                 services[node.name] = Service(node, instance, backend.name, deps)
         except BaseException:
