@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -17,9 +17,9 @@ from testinfra._readiness import LOG_TAIL_LINES
 from testinfra._readiness import wait_until_ready
 from testinfra._spec import ServiceSpec
 from testinfra._spec import start_order
-from testinfra._state import state_dir
-
-log = logging.getLogger(__name__)
+from testinfra._watchdog import ensure_watchdog
+from testinfra._watchdog import register_owner
+from testinfra._watchdog import run_dir
 
 BACKENDS = ("auto", "docker", "process")
 
@@ -118,9 +118,10 @@ class Manager:
         self.run_id = run_id
         self.requested_backend = backend
         self.require_docker = require_docker
-        self.logs_dir = state_dir() / "runs" / run_id / "logs"
+        self.logs_dir = run_dir(run_id) / "logs" / str(os.getpid())
         self._backends: dict[str, Backend] = {}
         self._live: list[tuple[Service, list[Instance]]] = []
+        self._owner_file: Path | None = None
 
     def backend_for(self, spec: ServiceSpec) -> Backend:
         name = self.requested_backend
@@ -157,6 +158,10 @@ class Manager:
 
     def start(self, spec: ServiceSpec) -> Service:
         """Start `spec` after its dependencies; on any failure, stop what this call started."""
+        if self._owner_file is None:
+            # Before the first resource exists, so the watchdog knows whose it will be.
+            self._owner_file = register_owner(self.run_id)
+            ensure_watchdog(self.run_id)
         started: list[Instance] = []
         services: dict[str, Service] = {}
         try:
@@ -204,17 +209,10 @@ class Manager:
                 backend.close()
             self._backends.clear()
             shutil.rmtree(self.logs_dir, ignore_errors=True)
-            _remove_empty_parents(self.logs_dir, state_dir())
-
-
-def _remove_empty_parents(path: Path, stop: Path) -> None:
-    for parent in path.parents:
-        if parent == stop:
-            return
-        try:
-            parent.rmdir()
-        except OSError:
-            return
+            if self._owner_file is not None:
+                # Nothing of ours is left: the watchdog may exit once the other owners are done.
+                self._owner_file.unlink(missing_ok=True)
+                self._owner_file = None
 
 
 def failure_report(services: list[Service]) -> list[tuple[str, str]]:

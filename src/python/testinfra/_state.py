@@ -35,14 +35,18 @@ def new_run_id() -> str:
 def process_start_time(pid: int) -> int | None:
     """Kernel start time of `pid` (clock ticks since boot), None if it is not running.
 
-    A pid alone can be reused; pid plus start time names one process for good.
+    A pid alone can be reused; pid plus start time names one process for good. A zombie (dead,
+    not yet reaped by its new parent) counts as not running.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Field 22; the command name (field 2) may hold spaces, so split after its closing paren.
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    # The command name (field 2) may hold spaces, so split after its closing paren.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def is_alive(pid: int, start_time: int | None) -> bool:

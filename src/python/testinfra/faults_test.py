@@ -1,0 +1,165 @@
+"""Nothing is left behind, whatever happens to a session: real sessions in subprocesses, killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testinfra._ports import held_port_locks
+from testinfra._reaper import Resource
+from testinfra._reaper import list_resources
+from testinfra._state import is_alive
+
+CLEAN_TIMEOUT = 20.0
+
+# One session-scoped web_server2 (and its web_server1); the test says where they are, then waits.
+BLOCKING_TEST = """
+import json, os, pathlib, time
+from specs import WS2
+from testinfra import service_fixture
+
+web_server2 = service_fixture(WS2, scope="session")
+
+def test_blocks(web_server2):
+    web_server1 = web_server2.dependency("web_server1")
+    info = {{"run": os.environ["TESTINFRA_RUN_ID"], "pid": os.getpid(), "ports": [web_server1.port, web_server2.port]}}
+    pathlib.Path({marker!r}).write_text(json.dumps(info))
+    go = pathlib.Path({go!r})
+    deadline = time.monotonic() + 300
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert go.exists()
+    assert web_server1.exit_code() is not None, "web_server1 was killed from outside"
+"""
+
+
+def start_session(inner: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    marker, go = inner.path / "ready.json", inner.path / "go"
+    inner.makepyfile(test_blocking=BLOCKING_TEST.format(marker=str(marker), go=str(go)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, "test_blocking.py"],
+        cwd=inner.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, marker, go
+
+
+def wait_for_marker(proc: subprocess.Popen[bytes], marker: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, f"the inner session exited early with {proc.returncode}"
+        assert time.monotonic() < deadline, "the inner session did not start its services within 60s"
+        time.sleep(0.05)
+    info: dict[str, Any] = json.loads(marker.read_text())
+    return info
+
+
+def seconds_until_gone(run: str, owner: int | None = None) -> float:
+    """Seconds until no resource of `run` (owned by `owner`, if given) remains; fails after CLEAN_TIMEOUT."""
+    start = time.monotonic()
+    while True:
+        left = [r for r in list_resources(run=run) if owner is None or r.owner_pid == owner]
+        elapsed = time.monotonic() - start
+        if not left:
+            return elapsed
+        assert elapsed < CLEAN_TIMEOUT, f"still there after {CLEAN_TIMEOUT}s: {left}"
+        time.sleep(0.05)
+
+
+def assert_nothing_left(info: dict[str, Any], before: list[Resource]) -> None:
+    assert list_resources(run=info["run"]) == []
+    assert not [r for r in before if r.kind == "process" and is_alive(int(r.id), None)]
+    assert not set(info["ports"]) & set(held_port_locks())
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def report(scenario: str, backend: str, seconds: float) -> None:
+    # Collected for the fault table: `pytest -s ... | grep FAULT`.
+    print(f"FAULT {scenario:<28} {backend:<8} leftovers=0 clean={seconds:.2f}s")
+
+
+def check_next_run_starts_cleanly(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        test_next="""
+        import httpx
+        from specs import WS2
+        from testinfra import service_fixture
+
+        web_server2 = service_fixture(WS2)
+
+        def test_kennel(web_server2):
+            assert httpx.get(web_server2.url + "/kennel").json() == {"count": 0, "names": []}
+        """
+    )
+    inner.runpytest_subprocess("-p", "no:cacheprovider", "test_next.py").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_to_the_session_leaves_nothing(
+    inner: pytest.Pytester, backend: str, sig: signal.Signals
+) -> None:
+    proc, marker, _ = start_session(inner)
+    try:
+        info = wait_for_marker(proc, marker)
+        before = list_resources(run=info["run"])
+        assert {r.name for r in before} >= {"web_server1", "web_server2"}
+        proc.send_signal(sig)
+        t0 = time.monotonic()
+        assert proc.wait(timeout=60) != 0
+        seconds = seconds_until_gone(info["run"]) + (time.monotonic() - t0)
+    finally:
+        stop(proc)
+    assert_nothing_left(info, before)
+    report(f"session {sig.name}", backend, seconds)
+    check_next_run_starts_cleanly(inner)
+
+
+def test_a_killed_xdist_worker_leaves_nothing(inner: pytest.Pytester, backend: str) -> None:
+    proc, marker, go = start_session(inner, "-n", "2")
+    try:
+        info = wait_for_marker(proc, marker)
+        before = list_resources(run=info["run"])
+        os.kill(info["pid"], signal.SIGKILL)
+        seconds = seconds_until_gone(info["run"], owner=info["pid"])
+        go.touch()
+        proc.wait(timeout=60)  # xdist reports the crashed worker's test as failed and ends
+        seconds_until_gone(info["run"])
+    finally:
+        stop(proc)
+    assert_nothing_left(info, before)
+    report("xdist worker SIGKILL", backend, seconds)
+
+
+def test_a_service_killed_from_outside_is_still_cleaned_up(inner: pytest.Pytester, backend: str) -> None:
+    proc, marker, go = start_session(inner)
+    try:
+        info = wait_for_marker(proc, marker)
+        before = list_resources(run=info["run"])
+        (victim,) = [r for r in before if r.name.startswith("web_server1") and r.kind != "network"]
+        t0 = time.monotonic()
+        if victim.kind == "process":
+            os.kill(int(victim.id), signal.SIGKILL)
+        else:
+            subprocess.run(["docker", "kill", victim.id], check=True, capture_output=True)
+        go.touch()
+        assert proc.wait(timeout=60) == 0, "the test saw web_server1 dead and the session ended normally"
+        seconds = seconds_until_gone(info["run"]) + (time.monotonic() - t0)
+    finally:
+        stop(proc)
+    assert_nothing_left(info, before)
+    report("service killed", backend, seconds)
