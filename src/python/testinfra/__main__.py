@@ -21,8 +21,8 @@ BASE_IMAGE = "labrador/python-base:3.11"
 
 def doctor() -> int:
     """Print what testinfra can use here; exit 1 when nothing can run services."""
-    from testinfra._docker import BackendUnavailableError
     from testinfra._docker import connect
+    from testinfra._errors import BackendUnavailableError
 
     problems = 0
     print(f"python        {platform.python_version()} ({sys.executable})")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 
+import docker  # noqa: F401
 import pytest
 
 from testinfra._pants import resolve_image
 
 pytest_plugins = ["testinfra.plugin", "pytester"]
+# (docker is imported above on purpose: pytester drops modules first imported during a test,
+# and a second copy of the Docker SDK breaks the first one's sessions.)
 
 WEB_SERVER1 = "src/python/labrador/web_server1:image"
 WEB_SERVER2 = "src/python/labrador/web_server2:image"

@@ -124,13 +124,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("testinfra_docker") is None:
         return
-    from testinfra._docker import engine_available
+    from testinfra._docker import connect
+    from testinfra._errors import BackendUnavailableError
 
-    if engine_available():
-        return
-    if item.config.stash[manager_key].require_docker:
-        pytest.fail("this test needs a Docker engine and Docker is required here, but no engine answers")
-    pytest.skip("no Docker engine answers on this machine (set DOCKER_HOST or start dockerd)")
+    try:
+        connect().close()
+    except BackendUnavailableError as exc:
+        if item.config.stash[manager_key].require_docker:
+            pytest.fail(f"this test needs a Docker engine, and Docker is required here: {exc}")
+        pytest.skip(f"no Docker engine on this machine: {exc}")
 
 
 @pytest.hookimpl(wrapper=True)
