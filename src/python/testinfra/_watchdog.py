@@ -15,6 +15,7 @@ import select
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from testinfra._state import is_alive
@@ -50,20 +51,32 @@ def _lock(run_id: str) -> int | None:
 
 
 def ensure_watchdog(run_id: str) -> None:
-    """Start the run's watchdog unless one is running. Call after register_owner."""
+    """Start the run's watchdog unless one is running. Call after register_owner.
+
+    Returns once the watchdog has imported what it needs: a Pants sandbox holding these sources
+    may be deleted as soon as the test process ends.
+    """
     fd = _lock(run_id)
     if fd is None:
         return
     os.close(fd)  # the watchdog takes the lock itself; if two start, one exits at once
-    subprocess.Popen(
-        [sys.executable, "-m", "testinfra._watchdog", run_id],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd="/",  # a Pants sandbox is deleted when its test process ends
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-        start_new_session=True,  # not in the terminal's process group: Ctrl-C does not reach it
-    )
+    with open(run_dir(run_id) / "watchdog.log", "ab") as log:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-m", "testinfra._watchdog", run_id],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd="/",
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p)},
+            start_new_session=True,  # not in the terminal's process group: Ctrl-C does not reach it
+        )
+    assert watchdog.stdout is not None
+    with watchdog.stdout:
+        if watchdog.stdout.readline() != b"ready\n":
+            log_text = (run_dir(run_id) / "watchdog.log").read_text(errors="replace")
+            warnings.warn(
+                f"testinfra: the watchdog of run {run_id} did not start: {log_text[-2000:]}", stacklevel=2
+            )
 
 
 def _owners(run_id: str) -> dict[Path, tuple[int, int | None]]:
@@ -95,6 +108,9 @@ def watch(run_id: str) -> None:
     from testinfra._reaper import reap
 
     fd = _lock(run_id)
+    # Tell the starter we are independent of its files now (or that another watchdog is on duty).
+    sys.stdout.write("ready\n")
+    sys.stdout.close()
     if fd is None:
         return
     while True:
