@@ -53,27 +53,25 @@ def doctor() -> int:
     return 1 if problems else 0
 
 
-def ls() -> int:
-    resources = list_resources()
+def ls(run: str | None) -> int:
+    resources = list_resources(run=run)
     if not resources:
         print("no testinfra resources on this machine")
         return 0
     print(f"{'KIND':<10} {'ID':<14} {'NAME':<40} {'RUN':<13} {'OWNER':<8} {'STATE':<8} AGE")
     for r in resources:
-        state = "orphan" if r.orphaned else "in use"
-        print(f"{r.kind:<10} {r.id:<14} {r.name:<40} {r.run:<13} {r.owner_pid:<8} {state:<8} {age(r)}")
+        state = "kept" if r.kept else "orphan" if r.orphaned else "in use"
+        print(f"{r.kind:<10} {r.id:<14} {r.name:<40} {r.run:<13} {r.owner.pid:<8} {state:<8} {age(r)}")
     return 0
 
 
-def reap_command(everything: bool) -> int:
-    resources = [r for r in list_resources() if everything or r.orphaned]
-    for r in reap(resources):
+def reap_command(run: str | None, everything: bool, kept: bool) -> int:
+    resources = [r for r in list_resources(run=run) if everything or r.orphaned or (kept and r.kept)]
+    removed = reap(resources)
+    for r in removed:
         print(f"removed {r.kind} {r.id} ({r.name}, run {r.run})")
-    if not resources:
-        print(
-            "nothing to remove"
-            + ("" if everything else " (resources of live processes are kept; --all removes them)")
-        )
+    if not removed:
+        print("nothing to remove (in use and kept resources stay; --kept, --all remove them)")
     return 0
 
 
@@ -81,8 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testinfra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="check the engine, base image, Pythons and port range")
-    commands.add_parser("ls", help="list testinfra containers, networks and processes, with owners")
+    ls_parser = commands.add_parser(
+        "ls", help="list testinfra containers, networks and processes, with owners"
+    )
     reap_parser = commands.add_parser("reap", help="remove resources whose owner process is dead")
+    for sub in (ls_parser, reap_parser):
+        sub.add_argument("--run", help="only the resources of this run id")
+    reap_parser.add_argument(
+        "--kept", action="store_true", help="also remove services kept after failed tests"
+    )
     reap_parser.add_argument(
         "--all", action="store_true", help="remove every testinfra resource, in use or not"
     )
@@ -90,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         return doctor()
     if args.command == "ls":
-        return ls()
-    return reap_command(args.all)
+        return ls(args.run)
+    return reap_command(args.run, args.all, args.kept)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The docker backend: a service as a container, on a network private to this test process."""
+"""The docker backend: a service as a container, reached on 127.0.0.1 at a Docker-chosen port."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from testinfra._backend import Endpoint
+from testinfra._backend import Placement
 from testinfra._errors import BackendUnavailableError
 from testinfra._errors import ImageNotFoundError
 from testinfra._errors import ServiceStartError
 from testinfra._errors import SpecError
 from testinfra._pants import resolve_image
 from testinfra._spec import ServiceSpec
-from testinfra._state import LABEL_OWNER
-from testinfra._state import LABEL_RUN
 from testinfra._state import LABEL_SERVICE
 from testinfra._state import owner_labels
 
@@ -61,40 +60,19 @@ def _api_errors() -> tuple[type[Exception], ...]:
 
 
 class DockerInstance:
-    def __init__(
-        self, backend: DockerBackend, spec: ServiceSpec, env: dict[str, str], name: str, network: str | None
-    ) -> None:
-        import docker.errors
-
-        self._backend = backend
+    def __init__(self, spec: ServiceSpec, container: Container) -> None:
         self._spec = spec
-        self._name = name
-        if spec.image is None:
-            raise SpecError(f"service {spec.name!r} has no image, so it cannot run in a container")
-        image = resolve_image(spec.image)
-        client = backend.client
-        try:
-            # The stubs want an int host port; None is the SDK's documented "any free port".
-            self._container: Container = client.containers.run(  # type: ignore[call-overload]
-                image,
-                detach=True,
-                name=name,
-                labels={**backend.labels, LABEL_SERVICE: spec.name},
-                environment=env,
-                # Docker picks a free host port at bind time: no race with other processes.
-                ports={f"{spec.port}/tcp": (_HOST, None)},
-                network=network,
-            )
-        except docker.errors.ImageNotFound as exc:
-            raise ImageNotFoundError(
-                f"image {image!r} of service {spec.name!r} is not in the Docker engine; build it "
-                "(./pants package <address>) or pull it"
-            ) from exc
-        except _api_errors() as exc:
-            raise ServiceStartError(f"docker could not start {image!r}: {exc}", service=spec.name) from exc
+        self._container = container
         self._state: dict[str, Any] = {}
         self._state_at = -_STATE_TTL
         self._endpoint = self._read_endpoint()
+
+    @property
+    def resource_id(self) -> str:
+        return str(self._container.short_id)
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self._container.id}
 
     def _reload(self) -> dict[str, Any]:
         try:
@@ -118,7 +96,7 @@ class DockerInstance:
         return self._endpoint
 
     def peer_endpoint(self) -> Endpoint:
-        return Endpoint(self._name, self._spec.port)
+        return Endpoint(self._container.name or "", self._spec.port)
 
     def logs(self, tail: int | None = None) -> str:
         try:
@@ -133,9 +111,8 @@ class DockerInstance:
         if now - self._state_at >= _STATE_TTL:
             self._state = self._reload()["State"]
             self._state_at = now
-        state = self._state
-        if state["Status"] in ("exited", "dead"):
-            code: int = state["ExitCode"]
+        if self._state["Status"] in ("exited", "dead"):
+            code: int = self._state["ExitCode"]
             return code
         return None
 
@@ -168,35 +145,89 @@ class DockerInstance:
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self) -> None:
         self.client = connect()
-        self.labels = owner_labels(run_id)
-        self._prefix = f"testinfra-{run_id}-{os.getpid()}"
         self._network: str | None = None
         self._count = 0
 
-    def network_name(self) -> str:
-        # Created on first use and shared by every service of this process, so peers resolve by name.
+    def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> DockerInstance:
+        import docker.errors
+
+        if spec.image is None:
+            raise SpecError(f"service {spec.name!r} has no image, so it cannot run in a container")
+        image = resolve_image(spec.image)
+        try:
+            # Never pull in the middle of a test session: slow, flaky, and not what the test built.
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound as exc:
+            raise ImageNotFoundError(
+                f"image {image!r} of service {spec.name!r} is not in the Docker engine; build it "
+                "(./pants package <address>) or pull it before the tests"
+            ) from exc
+        self._count += 1
+        name = f"testinfra-{placement.run_id}-{os.getpid()}-{spec.name.replace('_', '-')}-{self._count}"
+        try:
+            # The stubs want an int host port; None is the SDK's documented "any free port".
+            container = self.client.containers.run(  # type: ignore[call-overload]
+                image,
+                detach=True,
+                name=name,
+                labels={**owner_labels(placement.run_id, placement.owner), LABEL_SERVICE: spec.name},
+                environment=env,
+                # Docker picks a free host port at bind time: no race with other processes.
+                ports={f"{spec.port}/tcp": (_HOST, None)},
+                network=placement.network,
+            )
+        except _api_errors() as exc:
+            # `run` is create + start: a failed start leaves a created container behind.
+            try:
+                self.client.containers.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            raise ServiceStartError(f"docker could not start {image!r}: {exc}", service=spec.name) from exc
+        return DockerInstance(spec, container)
+
+    def attach(self, spec: ServiceSpec, record: dict[str, Any]) -> DockerInstance:
+        import docker.errors
+
+        try:
+            return DockerInstance(spec, self.client.containers.get(record["id"]))
+        except docker.errors.NotFound as exc:
+            raise ServiceStartError("its container is gone", service=spec.name) from exc
+
+    def network(self, placement: Placement, name: str | None = None) -> str:
+        labels = owner_labels(placement.run_id, placement.owner)
+        if name is not None:
+            self.client.networks.create(name, driver="bridge", labels=labels)
+            return name
+        # This process's network, created on first use and shared by its services.
         if self._network is None:
-            self.client.networks.create(self._prefix, driver="bridge", labels=self.labels)
-            self._network = self._prefix
+            self._network = f"testinfra-{placement.run_id}-{os.getpid()}"
+            self.client.networks.create(self._network, driver="bridge", labels=labels)
         return self._network
 
-    def create(self, spec: ServiceSpec, env: dict[str, str], *, networked: bool) -> DockerInstance:
-        self._count += 1
-        name = f"{self._prefix}-{spec.name.replace('_', '-')}-{self._count}"
-        # A service alone stays on the default bridge: joining a user-defined network costs ~45 ms.
-        return DockerInstance(self, spec, env, name, self.network_name() if networked else None)
+    def remove_network(self, name: str) -> None:
+        remove_network_if_unused(self.client, name)
 
     def close(self) -> None:
         try:
-            # Anything of ours still there (a start that failed half-way) goes before the network.
-            owner = f"{LABEL_OWNER}={self.labels[LABEL_OWNER]}"
-            run = f"{LABEL_RUN}={self.labels[LABEL_RUN]}"
-            for container in self.client.containers.list(all=True, filters={"label": [owner, run]}):
-                container.remove(force=True)
             if self._network is not None:
-                self.client.networks.get(self._network).remove()
+                remove_network_if_unused(self.client, self._network)
                 self._network = None
         finally:
             self.client.close()
+
+
+def remove_network_if_unused(client: docker.DockerClient, name: str) -> bool:
+    """Remove a network unless containers (kept after a failure) still use it."""
+    import docker.errors
+
+    try:
+        client.networks.get(name).remove()
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if "active endpoints" not in str(exc):
+            raise
+        return False
+    return True

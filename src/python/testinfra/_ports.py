@@ -9,7 +9,6 @@ test-bound before it is returned.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import socket
@@ -18,6 +17,7 @@ from types import TracebackType
 
 from testinfra._errors import PortAllocationError
 from testinfra._errors import SpecError
+from testinfra._locks import try_lock
 from testinfra._state import state_dir
 
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -103,11 +103,8 @@ def reserve_port() -> PortReservation:
     offset = random.randrange(len(ports))
     for i in range(len(ports)):
         port = ports[(offset + i) % len(ports)]
-        fd = os.open(directory / f"{port}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(directory / f"{port}.lock")
+        if fd is None:
             continue
         if _bindable(port):
             os.ftruncate(fd, 0)
@@ -120,15 +117,14 @@ def reserve_port() -> PortReservation:
     )
 
 
-def held_port_locks() -> list[int]:
-    """Ports whose lock some live process holds right now."""
-    held = []
+def held_port_locks() -> dict[int, int]:
+    """Ports whose lock a live process holds right now, with the pid that reserved each."""
+    held = {}
     for path in sorted(locks_dir().glob("*.lock")):
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held.append(int(path.stem))
-        finally:
+        fd = try_lock(path)
+        if fd is None:
+            holder = path.read_text().strip()
+            held[int(path.stem)] = int(holder) if holder.isdigit() else 0
+        else:
             os.close(fd)
     return held

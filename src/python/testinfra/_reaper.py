@@ -2,7 +2,8 @@
 
 Every container and network carries the labels of `_state.owner_labels`, and every local process
 a record file; a resource whose owner process is gone (pid and start time no longer match) is an
-orphan. `sweep()` runs at session start and removes orphans of any earlier run.
+orphan, unless it was kept after a failed test (`--testinfra-keep-on-failure`). `sweep()` runs at
+session start, and the run's watchdog when an owner dies, and both remove orphans.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from testinfra._errors import BackendUnavailableError
@@ -21,33 +23,48 @@ from testinfra._state import LABEL_OWNER
 from testinfra._state import LABEL_OWNER_START
 from testinfra._state import LABEL_RUN
 from testinfra._state import LABEL_SERVICE
-from testinfra._state import is_alive
+from testinfra._state import Owner
 from testinfra._state import process_start_time
+from testinfra._state import state_dir
+
+_KINDS = ("process", "container", "network")  # removal order: networks last
+
+
+def _kept_marker(kind: str, rid: str) -> Path:
+    path = state_dir() / "kept"
+    path.mkdir(exist_ok=True)
+    return path / f"{kind}-{rid}"
+
+
+def mark_kept(kind: str, rid: str) -> None:
+    _kept_marker(kind, rid).touch()
 
 
 @dataclass(frozen=True)
 class Resource:
-    kind: str  # "container", "network" or "process"
+    kind: str  # one of _KINDS
     id: str
     name: str
     run: str
-    owner_pid: int
-    owner_start: int | None
+    owner: Owner
     created: float | None = None
+    record: Path | None = None
+
+    @property
+    def kept(self) -> bool:
+        return _kept_marker(self.kind, self.id).exists()
 
     @property
     def orphaned(self) -> bool:
-        return not is_alive(self.owner_pid, self.owner_start)
+        return not self.kept and not self.owner.alive
 
 
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+def _owner_from(labels: dict[str, str]) -> Owner:
+    start = labels.get(LABEL_OWNER_START, "")
+    return Owner(int(labels.get(LABEL_OWNER, "0")), int(start) if start.isdigit() else None)
 
 
-def _docker_client() -> Any:
+def docker_client() -> Any:
     from testinfra._docker import connect
 
     try:
@@ -56,96 +73,89 @@ def _docker_client() -> Any:
         return None
 
 
-def _from_labels(kind: str, rid: str, name: str, labels: dict[str, str], created: float | None) -> Resource:
-    return Resource(
-        kind=kind,
-        id=rid,
-        name=name,
-        run=labels.get(LABEL_RUN, "?"),
-        owner_pid=_int_or_none(labels.get(LABEL_OWNER)) or 0,
-        owner_start=_int_or_none(labels.get(LABEL_OWNER_START)),
-        created=created,
-    )
-
-
 def list_resources(run: str | None = None, client: Any = None) -> list[Resource]:
     """Every testinfra container, network and process on this machine (of one run, if given)."""
     found: list[Resource] = []
     label = f"{LABEL_RUN}={run}" if run else LABEL
-    client = client or _docker_client()
+    client = client or docker_client()
     if client is not None:
         for container in client.containers.list(all=True, filters={"label": label}):
             labels = container.labels
             found.append(
-                _from_labels(
-                    "container", container.short_id, labels.get(LABEL_SERVICE, container.name), labels, None
+                Resource(
+                    "container",
+                    container.short_id,
+                    labels.get(LABEL_SERVICE, container.name),
+                    labels.get(LABEL_RUN, "?"),
+                    _owner_from(labels),
                 )
             )
         for network in client.networks.list(filters={"label": label}):
+            labels = network.attrs["Labels"]
             found.append(
-                _from_labels("network", network.short_id, network.name, network.attrs["Labels"], None)
+                Resource(
+                    "network", network.short_id, network.name, labels.get(LABEL_RUN, "?"), _owner_from(labels)
+                )
             )
     for path in records_dir().glob("*.json"):
         try:
             record = json.loads(path.read_text())
+            created = path.stat().st_mtime
         except (OSError, ValueError):
             continue  # being written or removed right now
         if run and record["run"] != run:
             continue
+        owner = Owner(record["owner_pid"], record["owner_start_time"])
         found.append(
-            Resource(
-                kind="process",
-                id=str(record["pid"]),
-                name=record["service"],
-                run=record["run"],
-                owner_pid=record["owner_pid"],
-                owner_start=record["owner_start_time"],
-                created=path.stat().st_mtime,
-            )
+            Resource("process", str(record["pid"]), record["service"], record["run"], owner, created, path)
         )
     return found
 
 
 def _kill_process(resource: Resource) -> None:
-    for record_path in records_dir().glob(f"{resource.run}-{resource.owner_pid}-*.json"):
-        record = json.loads(record_path.read_text())
-        if str(record["pid"]) != resource.id:
-            continue
-        # Only the process we started: a reused pid has another start time.
-        if process_start_time(record["pid"]) == record["start_time"]:
-            try:
-                os.killpg(record["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        record_path.unlink(missing_ok=True)
+    assert resource.record is not None
+    try:
+        record = json.loads(resource.record.read_text())
+    except (OSError, ValueError):
+        return  # removed meanwhile by its owner
+    # Only the process we started: a reused pid has another start time.
+    if process_start_time(record["pid"]) == record["start_time"]:
+        try:
+            os.killpg(record["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    resource.record.unlink(missing_ok=True)
+    if record.get("log") and Path(record["log"]).parent == state_dir() / "logs":
+        Path(record["log"]).unlink(missing_ok=True)
 
 
 def reap(resources: list[Resource], client: Any = None) -> list[Resource]:
-    """Remove `resources` (containers before networks); returns what was removed."""
-    import_errors: tuple[type[Exception], ...] = ()
+    """Remove `resources` (containers before their networks); returns what was removed."""
+    from testinfra._docker import remove_network_if_unused
+
     if any(r.kind != "process" for r in resources):
         import docker.errors
 
-        client = client or _docker_client()
-        import_errors = (docker.errors.NotFound,)
+        client = client or docker_client()
     removed = []
-    for resource in sorted(resources, key=lambda r: ("process", "container", "network").index(r.kind)):
-        try:
-            if resource.kind == "process":
-                _kill_process(resource)
-            elif resource.kind == "container":
+    for resource in sorted(resources, key=lambda r: _KINDS.index(r.kind)):
+        if resource.kind == "process":
+            _kill_process(resource)
+        elif resource.kind == "container":
+            try:
                 client.containers.get(resource.id).remove(force=True)
-            elif resource.kind == "network":
-                client.networks.get(resource.id).remove()
-        except import_errors:
-            pass  # already gone
+            except docker.errors.NotFound:
+                pass
+        elif not remove_network_if_unused(client, resource.id):
+            continue  # a kept container still uses it
+        _kept_marker(resource.kind, resource.id).unlink(missing_ok=True)
         removed.append(resource)
     return removed
 
 
 def sweep() -> list[Resource]:
-    """Remove every resource whose owner is dead; what live processes own is left alone."""
-    client = _docker_client()
+    """Remove every orphan; what live processes own, and what was kept, is left alone."""
+    client = docker_client()
     return reap([r for r in list_resources(client=client) if r.orphaned], client=client)
 
 

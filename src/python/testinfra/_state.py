@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 # Labels on every container and network testinfra creates; the reaper finds them by these.
@@ -15,6 +16,8 @@ LABEL_OWNER_START = f"{LABEL}.owner-start"
 LABEL_SERVICE = f"{LABEL}.service"
 
 RUN_ID_ENV = "TESTINFRA_RUN_ID"
+# "<pid>-<start time>" of the process that began the run (the xdist controller); shared services are its.
+RUN_OWNER_ENV = "TESTINFRA_RUN_OWNER"
 
 
 def state_dir() -> Path:
@@ -54,11 +57,35 @@ def is_alive(pid: int, start_time: int | None) -> bool:
     return current is not None and (start_time is None or current == start_time)
 
 
-def owner_labels(run_id: str) -> dict[str, str]:
-    pid = os.getpid()
+@dataclass(frozen=True)
+class Owner:
+    """The process a resource belongs to; when it is gone, so is the resource."""
+
+    pid: int
+    start: int | None
+
+    @classmethod
+    def me(cls) -> Owner:
+        pid = os.getpid()
+        return cls(pid, process_start_time(pid))
+
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        pid, _, start = text.partition("-")
+        return cls(int(pid), int(start) if start.isdigit() else None)
+
+    def __str__(self) -> str:
+        return f"{self.pid}-{self.start}"
+
+    @property
+    def alive(self) -> bool:
+        return is_alive(self.pid, self.start)
+
+
+def owner_labels(run_id: str, owner: Owner) -> dict[str, str]:
     return {
         LABEL: "1",
         LABEL_RUN: run_id,
-        LABEL_OWNER: str(pid),
-        LABEL_OWNER_START: str(process_start_time(pid)),
+        LABEL_OWNER: str(owner.pid),
+        LABEL_OWNER_START: str(owner.start),
     }

@@ -9,7 +9,6 @@ is dead, and exits once no owner is left. It needs no image and no privileges.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import shutil
@@ -18,8 +17,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from testinfra._state import is_alive
-from testinfra._state import process_start_time
+from testinfra._locks import try_lock
+from testinfra._state import Owner
 from testinfra._state import state_dir
 
 # How often the owner list is re-read, for owners that register after the watchdog started.
@@ -33,21 +32,14 @@ def run_dir(run_id: str) -> Path:
 def register_owner(run_id: str) -> Path:
     owners = run_dir(run_id) / "owners"
     owners.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    path = owners / f"{pid}-{process_start_time(pid)}"
+    path = owners / str(Owner.me())
     path.touch()
     return path
 
 
 def _lock(run_id: str) -> int | None:
     """The run's watchdog lock, or None when another watchdog holds it."""
-    fd = os.open(run_dir(run_id) / "watchdog.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    return try_lock(run_dir(run_id) / "watchdog.lock")
 
 
 def ensure_watchdog(run_id: str) -> None:
@@ -79,12 +71,8 @@ def ensure_watchdog(run_id: str) -> None:
             )
 
 
-def _owners(run_id: str) -> dict[Path, tuple[int, int | None]]:
-    owners = {}
-    for path in (run_dir(run_id) / "owners").glob("*-*"):
-        pid, start = path.name.split("-", 1)
-        owners[path] = (int(pid), int(start) if start.isdigit() else None)
-    return owners
+def _owners(run_id: str) -> dict[Path, Owner]:
+    return {path: Owner.parse(path.name) for path in (run_dir(run_id) / "owners").glob("*-*")}
 
 
 def _wait_for_a_death(pids: list[int]) -> None:
@@ -115,7 +103,7 @@ def watch(run_id: str) -> None:
         return
     while True:
         owners = _owners(run_id)
-        dead = [path for path, (pid, start) in owners.items() if not is_alive(pid, start)]
+        dead = [path for path, owner in owners.items() if not owner.alive]
         if dead:
             reap([r for r in list_resources(run=run_id) if r.orphaned])
             for path in dead:
@@ -131,7 +119,7 @@ def watch(run_id: str) -> None:
             if fd is None:
                 return
             continue
-        _wait_for_a_death([pid for pid, _ in owners.values()])
+        _wait_for_a_death([owner.pid for owner in owners.values()])
 
 
 def _remove_run_dir(run_id: str) -> None:

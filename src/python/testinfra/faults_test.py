@@ -67,7 +67,7 @@ def seconds_until_gone(run: str, owner: int | None = None) -> float:
     """Seconds until no resource of `run` (owned by `owner`, if given) remains; fails after CLEAN_TIMEOUT."""
     start = time.monotonic()
     while True:
-        left = [r for r in list_resources(run=run) if owner is None or r.owner_pid == owner]
+        left = [r for r in list_resources(run=run) if owner is None or r.owner.pid == owner]
         elapsed = time.monotonic() - start
         if not left:
             return elapsed
@@ -78,7 +78,8 @@ def seconds_until_gone(run: str, owner: int | None = None) -> float:
 def assert_nothing_left(info: dict[str, Any], before: list[Resource]) -> None:
     assert list_resources(run=info["run"]) == []
     assert not [r for r in before if r.kind == "process" and is_alive(int(r.id), None)]
-    assert not set(info["ports"]) & set(held_port_locks())
+    held = held_port_locks()
+    assert not [port for port in info["ports"] if held.get(port) == info["pid"]]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -23,6 +23,8 @@ from testinfra._service import Manager
 from testinfra._service import Service
 from testinfra._service import failure_report
 from testinfra._state import RUN_ID_ENV
+from testinfra._state import RUN_OWNER_ENV
+from testinfra._state import Owner
 from testinfra._state import new_run_id
 
 manager_key = pytest.StashKey[Manager]()
@@ -38,36 +40,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run services in containers (docker), as local processes (process), or docker when an "
         "engine answers (auto). Env: TESTINFRA_BACKEND. Default: auto.",
     )
-    group.addoption(
-        "--testinfra-require-docker",
-        action="store_true",
-        default=None,
-        help="fail instead of falling back to local processes when no Docker engine answers "
-        "(CI sets this). Env: TESTINFRA_REQUIRE_DOCKER=1.",
-    )
     parser.addini("testinfra_backend", "default for --testinfra-backend", default="auto")
-    parser.addini(
-        "testinfra_require_docker", "default for --testinfra-require-docker", type="bool", default=False
-    )
+    flags = {
+        "keep-on-failure": "leave the services of failed tests running after the session, and print how "
+        "to reach and remove them",
+        "require-docker": "fail instead of falling back to local processes when no Docker engine answers "
+        "(CI sets this)",
+    }
+    for name, text in flags.items():
+        env = "TESTINFRA_" + name.replace("-", "_").upper()
+        group.addoption(
+            f"--testinfra-{name}", action="store_true", default=None, help=f"{text}. Env: {env}=1."
+        )
+        parser.addini(
+            f"testinfra_{name.replace('-', '_')}",
+            f"default for --testinfra-{name}",
+            type="bool",
+            default=False,
+        )
 
 
-def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str | bool | None:
-    value = config.getoption(option)
+def _setting(config: pytest.Config, name: str) -> str | bool:
+    """The option --testinfra-<name>, else env TESTINFRA_<NAME>, else ini testinfra_<name>."""
+    key = name.replace("-", "_")
+    value = config.getoption(f"testinfra_{key}")
     if value is not None:
         return value  # type: ignore[no-any-return]
+    env = f"TESTINFRA_{key.upper()}"
     if env in os.environ:
         return os.environ[env]
-    return config.getini(ini)  # type: ignore[no-any-return]
+    return config.getini(f"testinfra_{key}")  # type: ignore[no-any-return]
 
 
-def _run_id(config: pytest.Config) -> str:
-    # xdist workers inherit the controller's environment: one run id for all workers of a run.
+def _flag(config: pytest.Config, name: str) -> bool:
+    value = _setting(config, name)
+    return value if isinstance(value, bool) else value.lower() in _TRUE
+
+
+def _run(config: pytest.Config) -> tuple[str, Owner]:
+    """This run's id and owner (the process that began it)."""
+    # xdist workers inherit the controller's environment: one run for all workers of a run.
     # Any other pytest starts a new run, even when started from inside another one's test.
-    if hasattr(config, "workerinput") and os.environ.get(RUN_ID_ENV):
-        return os.environ[RUN_ID_ENV]
-    run_id = new_run_id()
+    if hasattr(config, "workerinput") and os.environ.get(RUN_ID_ENV) and os.environ.get(RUN_OWNER_ENV):
+        return os.environ[RUN_ID_ENV], Owner.parse(os.environ[RUN_OWNER_ENV])
+    run_id, owner = new_run_id(), Owner.me()
     os.environ[RUN_ID_ENV] = run_id
-    return run_id
+    os.environ[RUN_OWNER_ENV] = str(owner)
+    return run_id, owner
 
 
 def _interrupt_on_sigterm() -> None:
@@ -91,18 +110,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "testinfra_docker: the test needs a Docker engine; skipped where none exists, "
         "failed when Docker is required (TESTINFRA_REQUIRE_DOCKER=1)",
     )
-    backend = str(_setting(config, "testinfra_backend", "TESTINFRA_BACKEND", "testinfra_backend"))
+    backend = str(_setting(config, "backend"))
     if backend not in BACKENDS:
         raise pytest.UsageError(f"TESTINFRA_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
-    require = _setting(
-        config, "testinfra_require_docker", "TESTINFRA_REQUIRE_DOCKER", "testinfra_require_docker"
-    )
-    require_docker = require if isinstance(require, bool) else str(require).lower() in _TRUE
+    require_docker = _flag(config, "require-docker")
     if require_docker and backend == "process":
         raise pytest.UsageError(
             "Docker is required but --testinfra-backend=process was chosen; drop one of them"
         )
-    config.stash[manager_key] = Manager(_run_id(config), backend, require_docker)
+    run_id, run_owner = _run(config)
+    config.stash[manager_key] = Manager(
+        run_id, backend, require_docker, keep_on_failure=_flag(config, "keep-on-failure"), run_owner=run_owner
+    )
     _interrupt_on_sigterm()
 
 
@@ -116,9 +135,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     manager = config.stash.get(manager_key, None)
-    if manager is not None:
-        # Safety net: fixtures release their services, but an interrupted session may not get there.
-        manager.close()
+    if manager is None:
+        return
+    # Safety net: fixtures release their services, but an interrupted session may not get there.
+    manager.close()
+    if manager.run_owner == Owner.me():
+        # The run is over (xdist workers are done by now): nothing of it may outlive it but kept services.
+        from testinfra._reaper import list_resources
+        from testinfra._reaper import reap
+
+        reap([r for r in list_resources(run=manager.run_id) if not r.kept])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    manager = config.stash.get(manager_key, None)
+    if manager is None or not manager.kept:
+        return
+    terminalreporter.section("testinfra: services kept after failed tests")
+    for service in manager.kept:
+        how = (
+            f"docker logs {service.resource_id}"
+            if service.backend == "docker"
+            else f"pid {service.resource_id}"
+        )
+        terminalreporter.write_line(f"{service.name} at {service.url} ({service.backend}: {how})")
+    terminalreporter.write_line(f"remove them with: python -m testinfra reap --kept --run {manager.run_id}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -145,6 +186,9 @@ def pytest_runtest_makereport(
         services = [value for value in funcargs.values() if isinstance(value, Service)]
         for title, body in failure_report(services):
             report.sections.append((title, body))
+        if item.config.stash[manager_key].keep_on_failure:
+            for service in services:
+                service.keep = True
     return report
 
 

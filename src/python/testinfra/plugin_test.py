@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from testinfra import ImageNotFoundError
 from testinfra import Manager
 from testinfra import ServiceSpec
 from testinfra import ServiceStartError
@@ -81,4 +82,16 @@ def test_a_service_that_crashes_on_start_fails_at_once_with_its_logs(
     assert info.value.exit_code == 1
     assert "max_dogs" in info.value.logs_tail
     assert "exited before it was ready" in str(info.value)
+    assert list_resources(run=manager.run_id) == []
+
+
+@pytest.mark.testinfra_docker
+def test_an_image_the_engine_does_not_have_is_a_clear_error() -> None:
+    spec = ServiceSpec(name="ghost", image="labrador/no-such-image:never")
+    manager = Manager(new_run_id(), "docker")
+    try:
+        with pytest.raises(ImageNotFoundError, match="'labrador/no-such-image:never' of service 'ghost'"):
+            manager.start(spec)
+    finally:
+        manager.close()
     assert list_resources(run=manager.run_id) == []

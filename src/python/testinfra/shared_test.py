@@ -1,0 +1,134 @@
+"""Shared services across xdist workers, concurrent runs, and services kept after a failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from testinfra._reaper import list_resources
+
+# Six tests over two workers, all on one shared web_server2; each notes which instance it got.
+SHARED_TESTS = """
+import json, os, pathlib
+import httpx
+import pytest
+from specs import WS2
+from testinfra import TestinfraError
+from testinfra import service_fixture
+
+web_server2 = service_fixture(WS2, scope="shared")
+
+@pytest.mark.parametrize("n", range(6))
+def test_uses_the_shared_service(web_server2, n):
+    assert httpx.get(web_server2.url + "/kennel").status_code == 200
+    web_server1 = web_server2.dependency("web_server1")
+    note = {{"run": os.environ["TESTINFRA_RUN_ID"], "worker": os.getpid(),
+             "ids": [web_server2.resource_id, web_server1.resource_id]}}
+    with open({notes!r}, "a") as f:
+        f.write(json.dumps(note) + "\\n")
+
+def test_a_shared_service_cannot_be_killed_by_one_test(web_server2):
+    with pytest.raises(TestinfraError, match="shared service 'web_server2'"):
+        web_server2.kill()
+"""
+
+
+def run_sessions(inner: pytest.Pytester, count: int) -> list[dict[str, object]]:
+    notes = inner.path / "notes.jsonl"
+    inner.makepyfile(test_shared=SHARED_TESTS.format(notes=str(notes)))
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", "test_shared.py"]
+    sessions = [
+        subprocess.Popen(command, cwd=inner.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(count)
+    ]
+    for session in sessions:
+        output, _ = session.communicate(timeout=300)
+        assert session.returncode == 0, output.decode(errors="replace")[-3000:]
+    return [json.loads(line) for line in notes.read_text().splitlines()]
+
+
+def test_one_instance_per_run_for_all_its_workers(inner: pytest.Pytester) -> None:
+    notes = run_sessions(inner, 1)
+    assert len(notes) == 6
+    assert len({note["worker"] for note in notes}) == 2, "both workers ran tests"
+    assert len({tuple(note["ids"]) for note in notes}) == 1  # type: ignore[arg-type]
+    (run,) = {note["run"] for note in notes}
+    assert list_resources(run=str(run)) == []
+
+
+def test_concurrent_runs_each_get_their_own_instance(inner: pytest.Pytester) -> None:
+    notes = run_sessions(inner, 4)
+    runs: dict[object, set[tuple[str, ...]]] = {}
+    for note in notes:
+        runs.setdefault(note["run"], set()).add(tuple(note["ids"]))  # type: ignore[arg-type]
+    assert len(runs) == 4
+    assert all(len(instances) == 1 for instances in runs.values())
+    assert len({ids for instances in runs.values() for ids in instances}) == 4
+    for run in runs:
+        assert list_resources(run=str(run)) == []
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p)}
+    return subprocess.run([sys.executable, "-m", "testinfra", *args], capture_output=True, text=True, env=env)
+
+
+def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them(
+    inner: pytest.Pytester,
+) -> None:
+    info_file = inner.path / "info.json"
+    inner.makepyfile(
+        test_keep=f"""
+        import json, os, pathlib
+        from specs import WS1
+        from testinfra import service_fixture
+
+        web_server1 = service_fixture(WS1)
+
+        def test_fails(web_server1):
+            info = {{"url": web_server1.url, "run": os.environ["TESTINFRA_RUN_ID"]}}
+            pathlib.Path({str(info_file)!r}).write_text(json.dumps(info))
+            assert False, "deliberate"
+
+        def test_passes(web_server1):
+            pass
+        """
+    )
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "--testinfra-keep-on-failure")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*testinfra: services kept after failed tests*",
+            "web_server1 at http://127.0.0.1:*",
+            "remove them with: python -m testinfra reap --kept --run *",
+        ]
+    )
+    info = json.loads(info_file.read_text())
+    kept = list_resources(run=info["run"])
+    try:
+        assert [(r.name, r.kept) for r in kept if r.kind != "network"] == [
+            ("web_server1", True)
+        ], "only the failed test's service is kept"
+        assert httpx.get(info["url"] + "/health").status_code == 200
+        assert "kept" in run_cli("ls", "--run", info["run"]).stdout
+        # A later session's sweep leaves kept services alone.
+        inner.makepyfile(test_other="def test_nothing(): pass")
+        inner.runpytest_subprocess("-p", "no:cacheprovider", "test_other.py").assert_outcomes(passed=1)
+        assert list_resources(run=info["run"]) == kept
+    finally:
+        removed = run_cli("reap", "--kept", "--run", info["run"])
+    assert removed.returncode == 0
+    assert "removed" in removed.stdout
+    assert list_resources(run=info["run"]) == []
+
+
+def test_doctor_reports_what_it_found() -> None:
+    result = run_cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for heading in ("python", "docker", "port range", "state dir"):
+        assert heading in result.stdout
