@@ -6,7 +6,8 @@ import json
 import statistics
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# Next to the benchmarks in the repo (this file may run from a Pants sandbox copy).
+RESULTS = Path.cwd() / "bench" / "results"
 
 
 def p90(values: list[float]) -> float:

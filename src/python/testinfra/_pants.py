@@ -16,7 +16,7 @@ from testinfra._errors import ImageNotFoundError
 _ADDRESS = re.compile(r"^(?://)?(?P<path>[\w.-]+(?:/[\w.-]+)*):(?P<target>[\w.-]+)$")
 
 
-def _build_root(start: Path) -> Path | None:
+def build_root(start: Path) -> Path | None:
     for directory in (start, *start.parents):
         if (directory / "pants.toml").is_file():
             return directory
@@ -42,7 +42,7 @@ def resolve_image(image: str, cwd: Path | None = None) -> str:
     info = _info_path(match["path"], match["target"])
     if (cwd / info).is_file():
         return _read_image_id(cwd / info)
-    root = _build_root(cwd)
+    root = build_root(cwd)
     if root is None or not (root / match["path"]).is_dir():
         # Not a Pants address after all (e.g. "repo/name:tag").
         return image
