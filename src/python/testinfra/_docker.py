@@ -60,8 +60,9 @@ def _api_errors() -> tuple[type[Exception], ...]:
 
 
 class DockerInstance:
-    def __init__(self, spec: ServiceSpec, container: Container) -> None:
+    def __init__(self, spec: ServiceSpec, container: Container, client: docker.DockerClient) -> None:
         self._spec = spec
+        self._client = client
         self._container = container
         self._state: dict[str, Any] = {}
         self._state_at = -_STATE_TTL
@@ -134,12 +135,7 @@ class DockerInstance:
         self._endpoint = self._read_endpoint()
 
     def remove(self) -> None:
-        import docker.errors
-
-        try:
-            self._container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        remove_container(self._client, self._container.id or "")
 
 
 class DockerBackend:
@@ -180,18 +176,15 @@ class DockerBackend:
             )
         except _api_errors() as exc:
             # `run` is create + start: a failed start leaves a created container behind.
-            try:
-                self.client.containers.get(name).remove(force=True)
-            except docker.errors.NotFound:
-                pass
+            remove_container(self.client, name)
             raise ServiceStartError(f"docker could not start {image!r}: {exc}", service=spec.name) from exc
-        return DockerInstance(spec, container)
+        return DockerInstance(spec, container, self.client)
 
     def attach(self, spec: ServiceSpec, record: dict[str, Any]) -> DockerInstance:
         import docker.errors
 
         try:
-            return DockerInstance(spec, self.client.containers.get(record["id"]))
+            return DockerInstance(spec, self.client.containers.get(record["id"]), self.client)
         except docker.errors.NotFound as exc:
             raise ServiceStartError("its container is gone", service=spec.name) from exc
 
@@ -218,12 +211,26 @@ class DockerBackend:
             self.client.close()
 
 
+def remove_container(client: docker.DockerClient, container: str) -> None:
+    """Force-remove a container by id or name; one already gone, or being removed by a
+    concurrent reaper, is fine."""
+    import docker.errors
+
+    try:
+        client.api.remove_container(container, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            raise
+
+
 def remove_network_if_unused(client: docker.DockerClient, name: str) -> bool:
     """Remove a network unless containers (kept after a failure) still use it."""
     import docker.errors
 
     try:
-        client.networks.get(name).remove()
+        client.api.remove_network(name)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:

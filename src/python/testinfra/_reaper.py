@@ -79,15 +79,18 @@ def list_resources(run: str | None = None, client: Any = None) -> list[Resource]
     label = f"{LABEL_RUN}={run}" if run else LABEL
     client = client or docker_client()
     if client is not None:
-        for container in client.containers.list(all=True, filters={"label": label}):
-            labels = container.labels
+        # The low-level list: the SDK's high-level one inspects each container in turn, and fails
+        # when a concurrent session removes one in between.
+        for container in client.api.containers(all=True, filters={"label": label}):
+            labels = container["Labels"] or {}
             found.append(
                 Resource(
                     "container",
-                    container.short_id,
-                    labels.get(LABEL_SERVICE, container.name),
+                    container["Id"][:12],
+                    labels.get(LABEL_SERVICE, container["Names"][0].lstrip("/")),
                     labels.get(LABEL_RUN, "?"),
                     _owner_from(labels),
+                    float(container["Created"]),
                 )
             )
         for network in client.networks.list(filters={"label": label}):
@@ -131,21 +134,17 @@ def _kill_process(resource: Resource) -> None:
 
 def reap(resources: list[Resource], client: Any = None) -> list[Resource]:
     """Remove `resources` (containers before their networks); returns what was removed."""
+    from testinfra._docker import remove_container
     from testinfra._docker import remove_network_if_unused
 
     if any(r.kind != "process" for r in resources):
-        import docker.errors
-
         client = client or docker_client()
     removed = []
     for resource in sorted(resources, key=lambda r: _KINDS.index(r.kind)):
         if resource.kind == "process":
             _kill_process(resource)
         elif resource.kind == "container":
-            try:
-                client.containers.get(resource.id).remove(force=True)
-            except docker.errors.NotFound:
-                pass
+            remove_container(client, resource.id)
         elif not remove_network_if_unused(client, resource.id):
             continue  # a kept container still uses it
         _kept_marker(resource.kind, resource.id).unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from testinfra._ports import held_port_locks
@@ -154,8 +155,14 @@ def test_a_service_killed_from_outside_is_still_cleaned_up(inner: pytest.Pyteste
         t0 = time.monotonic()
         if victim.kind == "process":
             os.kill(int(victim.id), signal.SIGKILL)
+            while is_alive(int(victim.id), None):  # dead once a zombie; the session reaps it
+                time.sleep(0.01)
         else:
-            subprocess.run(["docker", "kill", victim.id], check=True, capture_output=True)
+            client = docker.from_env()
+            client.containers.get(victim.id).kill()
+            client.containers.get(victim.id).wait()
+            client.close()
+        # Only now: the inner test checks at once that web_server1 is down.
         go.touch()
         assert proc.wait(timeout=60) == 0, "the test saw web_server1 dead and the session ended normally"
         seconds = seconds_until_gone(info["run"]) + (time.monotonic() - t0)
