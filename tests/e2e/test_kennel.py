@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from testinfra import service_fixture
-from tests.services import WEB_SERVER2
+from tests.services.web_server2 import WEB_SERVER2
 
 web_server2 = service_fixture(WEB_SERVER2)
 

@@ -9,7 +9,7 @@ It still polls for readiness instead of sleeping, so it is slow but not flaky.
 """
 
 from tests import checks
-from tests.services import WEB_SERVER1
+from tests.services.web_server1 import WEB_SERVER1
 
 
 def test_health(testinfra_manager):

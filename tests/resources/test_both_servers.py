@@ -6,8 +6,8 @@ import httpx
 
 from testinfra import ServiceSpec
 from testinfra import service_fixture
-from tests.services import WEB_SERVER1
-from tests.services import WEB_SERVER2
+from tests.services.web_server1 import WEB_SERVER1
+from tests.services.web_server2 import WEB_SERVER2
 
 web_server2 = service_fixture(WEB_SERVER2, scope="module")
 # A second, independent web_server1 next to the one web_server2 depends on.

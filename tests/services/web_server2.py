@@ -1,13 +1,5 @@
-"""Labrador's services as testinfra specs: one description, run in a container or as a process."""
-
 from testinfra import ServiceSpec
-
-WEB_SERVER1 = ServiceSpec(
-    name="web_server1",
-    image="src/python/labrador/web_server1:image",
-    command=("{python}", "-m", "labrador.web_server1.main", "--fd", "{fd}"),
-    port=80,
-)
+from tests.services.web_server1 import WEB_SERVER1
 
 WEB_SERVER2 = ServiceSpec(
     name="web_server2",
