@@ -293,9 +293,6 @@ class Manager:
             mark_kept(kind, instance.resource_id)
         self.kept.append(service)
 
-    def live(self) -> list[Service]:
-        return [service for service, _ in self._live] + self._shared
-
     def close(self) -> None:
         try:
             while self._shared:

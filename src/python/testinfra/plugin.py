@@ -149,16 +149,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     manager = config.stash.get(manager_key, None)
-    if manager is None or not manager.kept:
+    if manager is None or not manager.keep_on_failure or hasattr(config, "workerinput"):
+        return
+    from testinfra._reaper import list_resources
+
+    # Kept by this process (with addresses) or by xdist workers (found by their markers).
+    local = {service.resource_id: service for service in manager.kept}
+    kept = [r for r in list_resources(run=manager.run_id) if r.kept and r.kind != "network"]
+    if not kept:
         return
     terminalreporter.section("testinfra: services kept after failed tests")
-    for service in manager.kept:
-        how = (
-            f"docker logs {service.resource_id}"
-            if service.backend == "docker"
-            else f"pid {service.resource_id}"
-        )
-        terminalreporter.write_line(f"{service.name} at {service.url} ({service.backend}: {how})")
+    for resource in kept:
+        service = local.get(resource.id)
+        where = f" at {service.url}" if service else ""
+        how = f"docker logs {resource.id}" if resource.kind == "container" else f"pid {resource.id}"
+        terminalreporter.write_line(f"{resource.name}{where} ({resource.kind}: {how})")
     terminalreporter.write_line(f"remove them with: python -m testinfra reap --kept --run {manager.run_id}")
 
 
