@@ -32,7 +32,9 @@ web_server2 = service_fixture(WS2, scope="session")
 def test_blocks(web_server2):
     web_server1 = web_server2.dependency("web_server1")
     info = {{"run": os.environ["TESTINFRA_RUN_ID"], "pid": os.getpid(), "ports": [web_server1.port, web_server2.port]}}
-    pathlib.Path({marker!r}).write_text(json.dumps(info))
+    # Written aside, then renamed: the watcher must never read a half-written file.
+    pathlib.Path({marker!r} + ".tmp").write_text(json.dumps(info))
+    os.replace({marker!r} + ".tmp", {marker!r})
     go = pathlib.Path({go!r})
     deadline = time.monotonic() + 300
     while not go.exists() and time.monotonic() < deadline:
