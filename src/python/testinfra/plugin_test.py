@@ -40,6 +40,7 @@ def test_a_failed_test_reports_the_service_logs(inner: pytest.Pytester) -> None:
     inner.makepyfile(
         textwrap.dedent(
             """
+            import time
             import httpx
             from specs import WS1
             from testinfra import service_fixture
@@ -48,6 +49,10 @@ def test_a_failed_test_reports_the_service_logs(inner: pytest.Pytester) -> None:
 
             def test_fails(web_server1):
                 httpx.get(web_server1.url + "/dogs/424242")
+                # Container logs reach the engine asynchronously: fail once the line is there.
+                deadline = time.monotonic() + 30
+                while "/dogs/424242" not in web_server1.logs() and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 assert False, "deliberate failure"
             """
         )
