@@ -91,7 +91,9 @@ def _wait_for_a_death(pids: list[int]) -> None:
 
 
 def watch(run_id: str) -> None:
-    # Imported before anything can disappear (a Pants sandbox holding these sources).
+    # Everything it will need from testinfra is imported before it says "ready": a Pants sandbox
+    # holding these sources is deleted when the test process ends (the Docker SDK lives elsewhere).
+    import testinfra._docker  # noqa: F401
     from testinfra._reaper import list_resources
     from testinfra._reaper import reap
 

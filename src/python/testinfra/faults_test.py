@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import docker
 import pytest
 
+import testinfra
 from testinfra._ports import held_port_locks
 from testinfra._reaper import Resource
 from testinfra._reaper import list_resources
@@ -172,3 +174,22 @@ def test_a_service_killed_from_outside_is_still_cleaned_up(inner: pytest.Pyteste
         stop(proc)
     assert_nothing_left(info, before)
     report("service killed", backend, seconds)
+
+
+def test_the_watchdog_outlives_the_sources_it_was_started_from(
+    inner: pytest.Pytester, backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # As under Pants: the session imports testinfra from a sandbox that is deleted once it is killed.
+    sandbox = tmp_path / "sandbox"
+    shutil.copytree(Path(testinfra.__file__).parent, sandbox / "testinfra")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(sandbox), os.environ["PYTHONPATH"]]))
+    proc, marker, _ = start_session(inner)
+    try:
+        info = wait_for_marker(proc, marker)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        shutil.rmtree(sandbox)
+        seconds = seconds_until_gone(info["run"])
+    finally:
+        stop(proc)
+    report("SIGKILL, sources deleted", backend, seconds)
