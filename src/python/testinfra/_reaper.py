@@ -2,8 +2,9 @@
 
 Every container and network carries the labels of `_state.owner_labels`, and every local process
 a record file; a resource whose owner process is gone (pid and start time no longer match) is an
-orphan, unless it was kept after a failed test (`--testinfra-keep-on-failure`). `sweep()` runs at
-session start, and the run's watchdog when an owner dies, and both remove orphans.
+orphan, unless it was kept after a failed test (`--testinfra-keep-on-failure`). `sweep()` runs
+before a process starts its first service, and the run's watchdog reaps when an owner dies; both
+remove orphans only.
 """
 
 from __future__ import annotations

@@ -208,8 +208,14 @@ class Manager:
         return "process"
 
     def _register(self) -> None:
+        """Before this process's first resource: sweep orphans, then register with the watchdog.
+
+        Here rather than at session start, so sessions that start no service pay nothing.
+        """
         if self._owner_file is None:
-            # Before the first resource exists, so the watchdog knows whose it will be.
+            from testinfra._reaper import sweep
+
+            sweep()
             self._owner_file = register_owner(self.run_id)
             ensure_watchdog(self.run_id)
 

@@ -26,6 +26,7 @@ from testinfra._state import RUN_ID_ENV
 from testinfra._state import RUN_OWNER_ENV
 from testinfra._state import Owner
 from testinfra._state import new_run_id
+from testinfra._watchdog import run_dir
 
 manager_key = pytest.StashKey[Manager]()
 _TRUE = ("1", "true", "yes", "on")
@@ -125,21 +126,14 @@ def pytest_configure(config: pytest.Config) -> None:
     _interrupt_on_sigterm()
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    if not hasattr(session.config, "workerinput"):
-        # Whatever an earlier run left when it was SIGKILLed: remove it before starting anew.
-        from testinfra._reaper import sweep
-
-        sweep()
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     manager = config.stash.get(manager_key, None)
     if manager is None:
         return
     # Safety net: fixtures release their services, but an interrupted session may not get there.
     manager.close()
-    if manager.run_owner == Owner.me():
+    # (No run directory: no process of this run ever started a service, nothing to look for.)
+    if manager.run_owner == Owner.me() and run_dir(manager.run_id).exists():
         # The run is over (xdist workers are done by now): nothing of it may outlive it but kept services.
         from testinfra._reaper import list_resources
         from testinfra._reaper import reap

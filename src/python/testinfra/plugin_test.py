@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +15,11 @@ from testinfra import ImageNotFoundError
 from testinfra import Manager
 from testinfra import ServiceSpec
 from testinfra import ServiceStartError
+from testinfra import TcpCheck
+from testinfra._process import records_dir
 from testinfra._reaper import list_resources
 from testinfra._state import new_run_id
+from testinfra._state import process_start_time
 
 
 def test_dependencies_start_first_and_get_their_address(inner: pytest.Pytester) -> None:
@@ -100,3 +108,41 @@ def test_an_image_the_engine_does_not_have_is_a_clear_error() -> None:
     finally:
         manager.close()
     assert list_resources(run=manager.run_id) == []
+
+
+def test_starting_a_service_first_sweeps_orphans_of_dead_runs(tmp_path: Path) -> None:
+    # An orphan as a SIGKILLed run would leave it: a live service process whose owner is gone.
+    owner = subprocess.Popen([sys.executable, "-c", ""])
+    owner.wait()
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, start_new_session=True
+    )
+    record = records_dir() / f"deadrun-{owner.pid}-0.json"
+    record.write_text(
+        json.dumps(
+            {
+                "run": "deadrun",
+                "service": "orphan",
+                "pid": orphan.pid,
+                "start_time": process_start_time(orphan.pid),
+                "owner_pid": owner.pid,
+                "owner_start_time": None,
+                "port": 0,
+            }
+        )
+    )
+    try:
+        (found,) = list_resources(run="deadrun")
+        assert found.orphaned
+        manager = Manager(new_run_id(), "process")
+        try:
+            command = (sys.executable, "-m", "http.server", "--bind", "{host}", "{port}")
+            manager.start(ServiceSpec(name="plain", command=command, ready=TcpCheck()))
+        finally:
+            manager.close()
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert list_resources(run="deadrun") == []
+    finally:
+        orphan.kill()
+        orphan.wait()
+        record.unlink(missing_ok=True)

@@ -116,8 +116,18 @@ def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them
         ], "only the failed test's service is kept"
         assert httpx.get(info["url"] + "/health").status_code == 200
         assert "kept" in run_cli("ls", "--run", info["run"]).stdout
-        # A later session's sweep leaves kept services alone.
-        inner.makepyfile(test_other="def test_nothing(): pass")
+        # A later session sweeps orphans before its first service, and leaves kept services alone.
+        inner.makepyfile(
+            test_other="""
+            from specs import WS1
+            from testinfra import service_fixture
+
+            web_server1 = service_fixture(WS1)
+
+            def test_starts_a_service(web_server1):
+                pass
+            """
+        )
         inner.runpytest_subprocess("-p", "no:cacheprovider", "test_other.py").assert_outcomes(passed=1)
         assert list_resources(run=info["run"]) == kept
     finally:
