@@ -1,10 +1,9 @@
 """Separated resources: several servers at once, none on a fixed port, none sharing state."""
 
-import sys
+import socket
 
 import httpx
 
-from testinfra import ServiceSpec
 from testinfra import service_fixture
 from tests.services.web_server1 import WEB_SERVER1
 from tests.services.web_server2 import WEB_SERVER2
@@ -38,13 +37,10 @@ def test_web_server2_reaches_its_own_web_server1(web_server2):
     assert httpx.get(f"{web_server2.url}/health").json()["upstream_url"] == web_server1.peer.url
 
 
-def test_port_factory_gives_distinct_reserved_ports(tcp_port_factory, testinfra_manager):
+def test_port_factory_gives_distinct_reserved_ports(tcp_port_factory):
     # The unused_tcp_port_factory use case: ports for something that binds by number itself.
     ports = [tcp_port_factory() for _ in range(3)]
     assert len(set(ports)) == 3
-    spec = ServiceSpec(
-        name="plain_server",
-        command=(sys.executable, "-m", "http.server", "--bind", "{host}", "{port}"),
-        port=80,
-    )
-    assert spec.command is not None
+    listeners = [socket.create_server(("127.0.0.1", port)) for port in ports]
+    for listener in listeners:
+        listener.close()

@@ -190,11 +190,13 @@ class Manager:
         return self._backends[name]
 
     def _auto_choice(self, order: list[ServiceSpec]) -> str:
-        from testinfra._docker import engine_available
-
-        all_images = all(spec.image is not None for spec in order)
-        if all_images and ("docker" in self._backends or engine_available()):
-            return "docker"
+        if all(spec.image is not None for spec in order):
+            try:
+                self.backend_named("docker")  # connects once; the backend is kept for later starts
+            except BackendUnavailableError:
+                pass
+            else:
+                return "docker"
         if self.require_docker:
             raise BackendUnavailableError(
                 "Docker is required here (TESTINFRA_REQUIRE_DOCKER / --testinfra-require-docker) but no "

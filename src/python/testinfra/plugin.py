@@ -29,6 +29,7 @@ from testinfra._state import new_run_id
 from testinfra._watchdog import run_dir
 
 manager_key = pytest.StashKey[Manager]()
+docker_problem_key = pytest.StashKey["str | None"]()
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -164,15 +165,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("testinfra_docker") is None:
         return
-    from testinfra._docker import connect
-    from testinfra._errors import BackendUnavailableError
+    problem = _docker_problem(item.config)
+    if problem is None:
+        return
+    if item.config.stash[manager_key].require_docker:
+        pytest.fail(f"this test needs a Docker engine, and Docker is required here: {problem}")
+    pytest.skip(f"no Docker engine on this machine: {problem}")
 
-    try:
-        connect().close()
-    except BackendUnavailableError as exc:
-        if item.config.stash[manager_key].require_docker:
-            pytest.fail(f"this test needs a Docker engine, and Docker is required here: {exc}")
-        pytest.skip(f"no Docker engine on this machine: {exc}")
+
+def _docker_problem(config: pytest.Config) -> str | None:
+    """Why no Docker engine can be used, or None; asked once per session, not once per test."""
+    if docker_problem_key not in config.stash:
+        from testinfra._docker import connect
+        from testinfra._errors import BackendUnavailableError
+
+        try:
+            connect().close()
+            config.stash[docker_problem_key] = None
+        except BackendUnavailableError as exc:
+            config.stash[docker_problem_key] = str(exc)
+    return config.stash[docker_problem_key]
 
 
 @pytest.hookimpl(wrapper=True)
