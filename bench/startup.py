@@ -28,10 +28,10 @@ from bench._common import save
 from bench._common import table
 from testinfra import Manager
 from testinfra import ServiceSpec
-from testinfra._docker import connect
-from testinfra._docker import engine_available
+from testinfra import Settings
+from testinfra._backends.docker import connect
+from testinfra._backends.docker import engine_problem
 from testinfra._pants import resolve_image
-from testinfra._state import new_run_id
 
 ADDRESS = "src/python/labrador/web_server1:image"
 POLL = 0.01
@@ -120,12 +120,12 @@ def main() -> None:
     command = ("{python}", "-m", "labrador.web_server1.main", "--fd", "{fd}")
     rows: dict[str, Callable[[], Timed]] = {}
     managers = []
-    process_manager = Manager(new_run_id(), "process")
+    process_manager = Manager(Settings(backend="process"))
     managers.append(process_manager)
     process_spec = ServiceSpec(name="web_server1", command=command)
-    if engine_available():
+    if engine_problem() is None:
         image = resolve_image(ADDRESS)
-        docker_manager = Manager(new_run_id(), "docker")
+        docker_manager = Manager(Settings(backend="docker"))
         managers.append(docker_manager)
         docker_spec = ServiceSpec(name="web_server1", image=image)
         rows["testinfra docker"] = lambda: testinfra_run(docker_manager, docker_spec)

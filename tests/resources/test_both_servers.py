@@ -10,7 +10,7 @@ from tests.services.web_server2 import WEB_SERVER2
 
 web_server2 = service_fixture(WEB_SERVER2, scope="module")
 # A second, independent web_server1 next to the one web_server2 depends on.
-other_web_server1 = service_fixture(WEB_SERVER1, scope="module", name="other_web_server1")
+other_web_server1 = service_fixture(WEB_SERVER1, scope="module")
 
 
 def test_every_server_has_its_own_port(web_server2, other_web_server1):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
-from typing import Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import uvicorn
 from fastapi import FastAPI

@@ -1,27 +1,39 @@
 """testinfra: real services as pytest fixtures, in containers or as local processes."""
 
-from testinfra._backend import Endpoint
+from testinfra._backends.base import Endpoint
 from testinfra._errors import BackendUnavailableError
 from testinfra._errors import ImageNotFoundError
 from testinfra._errors import PortAllocationError
 from testinfra._errors import ServiceError
+from testinfra._errors import ServiceGoneError
 from testinfra._errors import ServiceNotReadyError
 from testinfra._errors import ServiceStartError
+from testinfra._errors import SharedServiceError
 from testinfra._errors import SpecError
+from testinfra._errors import StateDirError
 from testinfra._errors import TestinfraError
+from testinfra._fixtures import Scope
 from testinfra._fixtures import service_fixture
+from testinfra._manager import Manager
 from testinfra._ports import PortReservation
 from testinfra._ports import reserve_port
+from testinfra._readiness import CommandCheck
 from testinfra._readiness import HttpCheck
 from testinfra._readiness import LogCheck
+from testinfra._readiness import Probed
 from testinfra._readiness import ReadinessCheck
 from testinfra._readiness import TcpCheck
-from testinfra._service import Manager
 from testinfra._service import Service
+from testinfra._settings import BackendName
+from testinfra._settings import Settings
 from testinfra._spec import ServiceSpec
 
+__version__ = "0.2.0"
+
 __all__ = [
+    "BackendName",
     "BackendUnavailableError",
+    "CommandCheck",
     "Endpoint",
     "HttpCheck",
     "ImageNotFoundError",
@@ -29,15 +41,22 @@ __all__ = [
     "Manager",
     "PortAllocationError",
     "PortReservation",
+    "Probed",
     "ReadinessCheck",
+    "Scope",
     "Service",
     "ServiceError",
+    "ServiceGoneError",
     "ServiceNotReadyError",
     "ServiceSpec",
     "ServiceStartError",
+    "Settings",
+    "SharedServiceError",
     "SpecError",
+    "StateDirError",
     "TcpCheck",
     "TestinfraError",
+    "__version__",
     "reserve_port",
     "service_fixture",
 ]

@@ -1,16 +1,19 @@
 """Exceptions raised by testinfra.
 
     TestinfraError                  base of everything testinfra raises
-    ├── SpecError                   a ServiceSpec or option is invalid (also a ValueError)
+    ├── SpecError                   a ServiceSpec, option or setting is invalid (also a ValueError)
+    ├── SharedServiceError          a test tried what a shared service does not allow
+    ├── StateDirError               the state directory is unsafe or unusable
     ├── PortAllocationError         no free port could be reserved
     ├── BackendUnavailableError     the chosen backend cannot run (no Docker engine, engine gone)
     ├── ImageNotFoundError          an image reference or Pants address does not resolve
     └── ServiceError                a service misbehaved; carries service, exit_code, logs_tail
         ├── ServiceStartError       it could not be started, or exited while starting
-        └── ServiceNotReadyError    it kept running but never passed its readiness check
+        ├── ServiceNotReadyError    it kept running but never passed its readiness check
+        └── ServiceGoneError        its container or process was removed from outside
 
-Lower-level errors (docker SDK, OSError) are mapped once, where they happen, with
-``raise ... from exc`` so the original traceback stays attached.
+Lower-level errors (Docker SDK, OSError) are mapped once, where they happen (each backend has
+one mapping), with ``raise ... from exc`` so the original traceback stays attached.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ class TestinfraError(Exception):
 
 
 class SpecError(TestinfraError, ValueError):
-    """A service description or a testinfra option is invalid."""
+    """A service description, a testinfra option or a setting is invalid."""
+
+
+class SharedServiceError(TestinfraError):
+    """A shared service (one instance for every worker of a run) was misused."""
+
+
+class StateDirError(TestinfraError):
+    """The state directory is not safe to use (another owner, open permissions) or not writable."""
 
 
 class PortAllocationError(TestinfraError):
@@ -66,3 +77,13 @@ class ServiceStartError(ServiceError):
 
 class ServiceNotReadyError(ServiceError):
     """The service kept running but did not pass its readiness check in time."""
+
+
+class ServiceGoneError(ServiceError):
+    """The service's container or process was removed by someone else."""
+
+
+# Tracebacks and reprs name the public path (testinfra.ServiceStartError), not the private module.
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, TestinfraError):
+        _cls.__module__ = "testinfra"

@@ -1,29 +1,49 @@
-"""service_fixture: one spec, a fixture at any scope."""
+"""service_fixture: one spec, a fixture at any scope, named by the variable it is assigned to."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from typing import Literal
+from typing import get_args
 
 import pytest
 
 from testinfra._errors import SpecError
-from testinfra._service import Manager
+from testinfra._manager import Manager
 from testinfra._service import Service
 from testinfra._spec import ServiceSpec
 
-SCOPES = ("function", "class", "module", "package", "session", "shared")
+Scope = Literal["function", "class", "module", "package", "session", "shared"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+# A shared service is a session fixture in each process of the run.
+_PYTEST_SCOPE: dict[Scope, Literal["function", "class", "module", "package", "session"]] = {
+    "function": "function",
+    "class": "class",
+    "module": "module",
+    "package": "package",
+    "session": "session",
+    "shared": "session",
+}
 
 
-def service_fixture(spec: ServiceSpec, *, scope: str = "function", name: str | None = None) -> Any:
+def service_fixture(spec: ServiceSpec, *, scope: Scope = "function", name: str | None = None) -> Any:
     """A fixture that starts `spec` (dependencies first) and yields its Service.
 
-    Assign it in a conftest or test module: ``web = service_fixture(WEB, scope="module")``.
-    The fixture is named `name`, or else the spec's name. Scope "shared" is one instance for
-    every xdist worker of the run (a session fixture in each), which tests may not stop or restart.
+    Assign it in a conftest or test module, and the fixture takes the variable's name (as
+    ``mocker = pytest.fixture()(_mocker)`` does in pytest-mock)::
+
+        web = service_fixture(WEB, scope="module")
+
+        def test_health(web): ...
+
+    `name` overrides it. Scope "shared" is one instance for every xdist worker of the run (a
+    session fixture in each), which tests may not stop or restart.
     """
     if scope not in SCOPES:
         raise SpecError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+    if not isinstance(spec, ServiceSpec):
+        raise SpecError(f"service_fixture needs a ServiceSpec, not {spec!r}")
     shared = scope == "shared"
 
     def fixture(testinfra_manager: Manager) -> Iterator[Service]:
@@ -33,6 +53,5 @@ def service_fixture(spec: ServiceSpec, *, scope: str = "function", name: str | N
         finally:
             testinfra_manager.release(service)
 
-    fixture.__name__ = name or spec.name
     fixture.__doc__ = f"The {spec.name!r} service ({scope} scope)."
-    return pytest.fixture(scope="session" if shared else scope, name=name or spec.name)(fixture)  # type: ignore[call-overload]
+    return pytest.fixture(scope=_PYTEST_SCOPE[scope], name=name)(fixture)

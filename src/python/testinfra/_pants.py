@@ -3,12 +3,15 @@
 Under `pants test`, a `runtime_package_dependencies` entry on a `docker_image` target places
 `<path.with.dots>/<target>.docker-info.json` in the sandbox; after `pants package` the same file
 is under `dist/`. Either gives the image id, which (unlike a tag) no concurrent build can move.
+Both are looked for from the given roots (pytest's rootdir and invocation directory), then from
+the working directory, so pytest may be started from anywhere inside the repo.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from testinfra._errors import ImageNotFoundError
@@ -28,27 +31,54 @@ def _info_path(path: str, target: str) -> Path:
 
 
 def _read_image_id(info: Path) -> str:
-    data = json.loads(info.read_text())
-    image_id: str = data["image_id"]
+    try:
+        image_id = json.loads(info.read_text())["image_id"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageNotFoundError(f"{info} does not name an image id ({exc}); rebuild the image") from exc
+    if not isinstance(image_id, str):
+        raise ImageNotFoundError(f"{info} does not name an image id; rebuild the image")
     return image_id
 
 
-def resolve_image(image: str, cwd: Path | None = None) -> str:
+def _search(roots: Sequence[Path]) -> list[Path]:
+    ordered: list[Path] = []
+    for root in (*roots, Path.cwd()):
+        if root not in ordered:
+            ordered.append(root)
+    return ordered
+
+
+def resolve_image(image: str, roots: Sequence[Path] = ()) -> str:
     """The image id for a Pants `docker_image` address; any other string is returned as is."""
     match = _ADDRESS.match(image)
     if match is None:
         return image
-    cwd = cwd or Path.cwd()
     info = _info_path(match["path"], match["target"])
-    if (cwd / info).is_file():
-        return _read_image_id(cwd / info)
-    root = build_root(cwd)
-    if root is None or not (root / match["path"]).is_dir():
-        # Not a Pants address after all (e.g. "repo/name:tag").
-        return image
-    if (root / "dist" / info).is_file():
-        return _read_image_id(root / "dist" / info)
-    raise ImageNotFoundError(
-        f"no image built for the Pants target {image!r}. Under `pants test`, add it to the test target's "
-        f"runtime_package_dependencies; outside Pants, build it first: ./pants package {image.lstrip('/')}"
+    search = _search(roots)
+    for root in search:
+        if (root / info).is_file():
+            return _read_image_id(root / info)
+    for root in search:
+        repo = build_root(root)
+        if repo is None or not (repo / match["path"]).is_dir():
+            continue
+        if (repo / "dist" / info).is_file():
+            return _read_image_id(repo / "dist" / info)
+        raise ImageNotFoundError(
+            f"no image built for the Pants target {image!r}. Under `pants test`, add it to the test "
+            "target's runtime_package_dependencies; outside Pants, build it first: "
+            f"./pants package {image.lstrip('/')}"
+        )
+    # Not a Pants address after all (e.g. "repo/name:tag"), or no Pants repo around us.
+    return image
+
+
+def address_hint(image: str, roots: Sequence[Path] = ()) -> str:
+    """For an image the engine does not have: what to check if it was meant as a Pants address."""
+    if _ADDRESS.match(image) is None:
+        return ""
+    places = ", ".join(str(root) for root in _search(roots))
+    return (
+        f" (if {image!r} is a Pants address: no Pants repo with that directory was found from {places}; "
+        "run pytest inside the repo)"
     )

@@ -1,10 +1,10 @@
 """Machine-wide port reservations.
 
-Each port has a lock file in the shared state directory; holding an exclusive `flock` on it is
-owning the port. The kernel drops the lock when the owner exits in any way, SIGKILL included, so
-no reservation outlives its process. Ports come from outside the kernel's ephemeral range, so the
-kernel never hands them out as the source port of an outgoing connection, and each one is
-test-bound before it is returned.
+Each port has a lock file in the state directory; holding an exclusive `flock` on it is owning the
+port. The kernel drops the lock when the owner exits in any way, SIGKILL included, so no
+reservation outlives its process; a release also unlinks the file, so files do not pile up. Ports
+come from outside the kernel's ephemeral range, so the kernel never hands them out as the source
+port of an outgoing connection, and each one is test-bound before it is returned.
 """
 
 from __future__ import annotations
@@ -16,35 +16,25 @@ from pathlib import Path
 from types import TracebackType
 
 from testinfra._errors import PortAllocationError
-from testinfra._errors import SpecError
-from testinfra._locks import try_lock
-from testinfra._state import state_dir
+from testinfra._settings import Settings
+from testinfra._statedir import StateDir
+from testinfra._statedir import try_lock
 
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 10000
 _HIGHEST = 65535
+_MIN_RANGE = 1000
 
 
-def port_range() -> range:
-    """The ports testinfra hands out: TESTINFRA_PORT_RANGE ('lo-hi') or below the ephemeral range."""
-    configured = os.environ.get("TESTINFRA_PORT_RANGE")
-    if configured:
-        try:
-            low, high = (int(part) for part in configured.split("-"))
-        except ValueError:
-            raise SpecError(
-                f"TESTINFRA_PORT_RANGE={configured!r} is not of the form LOW-HIGH, e.g. 20000-29999"
-            )
-        if not 1024 <= low <= high <= _HIGHEST:
-            raise SpecError(
-                f"TESTINFRA_PORT_RANGE={configured!r} must lie within 1024-{_HIGHEST}, LOW <= HIGH"
-            )
-        return range(low, high + 1)
+def port_range(configured: range | None = None) -> range:
+    """The ports testinfra hands out: `configured`, else the ones below the ephemeral range."""
+    if configured is not None:
+        return configured
     try:
         eph_low, eph_high = (int(part) for part in _EPHEMERAL.read_text().split())
     except (OSError, ValueError):
         eph_low, eph_high = 32768, 60999
-    if eph_low - _LOWEST >= 1000:
+    if eph_low - _LOWEST >= _MIN_RANGE:
         return range(_LOWEST, eph_low)
     return range(eph_high + 1, _HIGHEST + 1)
 
@@ -63,9 +53,10 @@ def _bindable(port: int) -> bool:
 class PortReservation:
     """A port no other testinfra user on this machine can get until `release()` or exit."""
 
-    def __init__(self, port: int, lock_fd: int) -> None:
+    def __init__(self, port: int, lock_fd: int, lock_path: Path) -> None:
         self.port = port
         self._lock_fd: int | None = lock_fd
+        self._lock_path = lock_path
 
     @property
     def held(self) -> bool:
@@ -73,7 +64,8 @@ class PortReservation:
 
     def release(self) -> None:
         if self._lock_fd is not None:
-            # Closing the descriptor drops the flock; the file stays so the lock has one inode.
+            # Unlinked while still locked: a process waiting on this file sees it is stale.
+            self._lock_path.unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -89,42 +81,50 @@ class PortReservation:
         return f"PortReservation(port={self.port}, held={self.held})"
 
 
-def locks_dir() -> Path:
-    path = state_dir() / "ports"
-    path.mkdir(exist_ok=True)
-    return path
+def reserve_port(state: StateDir | None = None, ports: range | None = None) -> PortReservation:
+    """Reserve a free TCP port on 127.0.0.1; PortAllocationError when the range is exhausted.
 
-
-def reserve_port() -> PortReservation:
-    """Reserve a free TCP port on 127.0.0.1; raises PortAllocationError when the range is exhausted."""
-    ports = port_range()
-    directory = locks_dir()
+    Without arguments, the state directory and range come from the TESTINFRA_* environment.
+    """
+    if state is None:
+        settings = Settings.from_env()
+        state, ports = StateDir(settings.state_dir), ports or settings.port_range
+    candidates = port_range(ports)
+    directory = state.sub("ports")
     # A random starting point keeps concurrent processes from contending for the same first ports.
-    offset = random.randrange(len(ports))
-    for i in range(len(ports)):
-        port = ports[(offset + i) % len(ports)]
-        fd = try_lock(directory / f"{port}.lock")
+    offset = random.randrange(len(candidates))
+    for i in range(len(candidates)):
+        port = candidates[(offset + i) % len(candidates)]
+        path = directory / f"{port}.lock"
+        fd = try_lock(path)
         if fd is None:
             continue
         if _bindable(port):
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-            return PortReservation(port, fd)
+            return PortReservation(port, fd, path)
+        path.unlink(missing_ok=True)
         os.close(fd)
     raise PortAllocationError(
-        f"no free port in {ports.start}-{ports.stop - 1}: all are reserved or in use. "
+        f"no free port in {candidates.start}-{candidates.stop - 1}: all are reserved or in use. "
         "Widen TESTINFRA_PORT_RANGE or look for leaked processes with 'python -m testinfra ls'"
     )
 
 
-def held_port_locks() -> dict[int, int]:
+def held_port_locks(state: StateDir) -> dict[int, int]:
     """Ports whose lock a live process holds right now, with the pid that reserved each."""
     held = {}
-    for path in sorted(locks_dir().glob("*.lock")):
+    for path in sorted(state.sub("ports").glob("*.lock")):
+        if not path.stem.isdigit():
+            continue
         fd = try_lock(path)
         if fd is None:
-            holder = path.read_text().strip()
+            try:
+                holder = path.read_text().strip()
+            except OSError:
+                continue
             held[int(path.stem)] = int(holder) if holder.isdigit() else 0
         else:
+            path.unlink(missing_ok=True)  # nobody holds it: a stale file, gone now
             os.close(fd)
     return held

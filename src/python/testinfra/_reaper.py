@@ -1,162 +1,95 @@
-"""Finding and removing what testinfra processes left behind.
+"""What removes what testinfra started, and when.
 
-Every container and network carries the labels of `_state.owner_labels`, and every local process
-a record file; a resource whose owner process is gone (pid and start time no longer match) is an
-orphan, unless it was kept after a failed test (`--testinfra-keep-on-failure`). `sweep()` runs
-before a process starts its first service, and the run's watchdog reaps when an owner dies; both
-remove orphans only.
+Every container and network carries labels naming its run and owner, and every local process a
+record with the same (see each backend's `resources()`). A resource is an orphan when its owner
+is certainly dead: same pid namespace and boot as us, and that pid no longer runs with that start
+time. Resources kept after a failed test (`--testinfra-keep-on-failure`) are marked on the
+resource itself and are never orphans. Removal, in order of when it happens:
+
+1. Teardown: fixtures release their services (Manager.release, Manager.close), on success,
+   failure, Ctrl-C and SIGTERM (the plugin turns SIGTERM into an orderly stop).
+2. Death of a process of the run (SIGKILL, OOM, a crashed xdist worker): the run's watchdog
+   (_watchdog.py) notices within milliseconds and calls `reap_orphans` for that run.
+3. End of the run: the process that began it calls `reap_run`: whatever is left of the run,
+   kept services aside.
+4. Before a process starts its first service: `sweep` removes orphans of every run (a watchdog
+   that was itself killed, a machine that lost power), and run directories nobody watches.
+5. By hand: `python -m testinfra reap`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
+import shutil
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from testinfra._errors import BackendUnavailableError
-from testinfra._process import records_dir
-from testinfra._state import LABEL
-from testinfra._state import LABEL_OWNER
-from testinfra._state import LABEL_OWNER_START
-from testinfra._state import LABEL_RUN
-from testinfra._state import LABEL_SERVICE
-from testinfra._state import Owner
-from testinfra._state import process_start_time
-from testinfra._state import state_dir
+from testinfra._backends import open_all
+from testinfra._backends.base import Backend
+from testinfra._backends.base import Resource
+from testinfra._owner import OwnerSet
+from testinfra._settings import Settings
+from testinfra._statedir import StateDir
+from testinfra._statedir import try_lock
 
-_KINDS = ("process", "container", "network")  # removal order: networks last
+_ORDER = ("process", "container", "network")  # what others depend on goes last
 
 
-def _kept_marker(kind: str, rid: str) -> Path:
-    path = state_dir() / "kept"
-    path.mkdir(exist_ok=True)
-    return path / f"{kind}-{rid}"
+def list_resources(backends: Sequence[Backend], run: str | None = None) -> list[Resource]:
+    return [resource for backend in backends for resource in backend.resources(run)]
 
 
-def mark_kept(kind: str, rid: str) -> None:
-    _kept_marker(kind, rid).touch()
-
-
-@dataclass(frozen=True)
-class Resource:
-    kind: str  # one of _KINDS
-    id: str
-    name: str
-    run: str
-    owner: Owner
-    created: float | None = None
-    record: Path | None = None
-
-    @property
-    def kept(self) -> bool:
-        return _kept_marker(self.kind, self.id).exists()
-
-    @property
-    def orphaned(self) -> bool:
-        return not self.kept and not self.owner.alive
-
-
-def _owner_from(labels: dict[str, str]) -> Owner:
-    start = labels.get(LABEL_OWNER_START, "")
-    return Owner(int(labels.get(LABEL_OWNER, "0")), int(start) if start.isdigit() else None)
-
-
-def docker_client() -> Any:
-    from testinfra._docker import connect
-
-    try:
-        return connect()
-    except BackendUnavailableError:
-        return None
-
-
-def list_resources(run: str | None = None, client: Any = None) -> list[Resource]:
-    """Every testinfra container, network and process on this machine (of one run, if given)."""
-    found: list[Resource] = []
-    label = f"{LABEL_RUN}={run}" if run else LABEL
-    client = client or docker_client()
-    if client is not None:
-        # The low-level list: the SDK's high-level one inspects each container in turn, and fails
-        # when a concurrent session removes one in between.
-        for container in client.api.containers(all=True, filters={"label": label}):
-            labels = container["Labels"] or {}
-            found.append(
-                Resource(
-                    "container",
-                    container["Id"][:12],
-                    labels.get(LABEL_SERVICE, container["Names"][0].lstrip("/")),
-                    labels.get(LABEL_RUN, "?"),
-                    _owner_from(labels),
-                    float(container["Created"]),
-                )
-            )
-        for network in client.networks.list(filters={"label": label}):
-            labels = network.attrs["Labels"]
-            found.append(
-                Resource(
-                    "network", network.short_id, network.name, labels.get(LABEL_RUN, "?"), _owner_from(labels)
-                )
-            )
-    for path in records_dir().glob("*.json"):
-        try:
-            record = json.loads(path.read_text())
-            created = path.stat().st_mtime
-        except (OSError, ValueError):
-            continue  # being written or removed right now
-        if run and record["run"] != run:
-            continue
-        owner = Owner(record["owner_pid"], record["owner_start_time"])
-        found.append(
-            Resource("process", str(record["pid"]), record["service"], record["run"], owner, created, path)
-        )
-    return found
-
-
-def _kill_process(resource: Resource) -> None:
-    assert resource.record is not None
-    try:
-        record = json.loads(resource.record.read_text())
-    except (OSError, ValueError):
-        return  # removed meanwhile by its owner
-    # Only the process we started: a reused pid has another start time.
-    if process_start_time(record["pid"]) == record["start_time"]:
-        try:
-            os.killpg(record["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    resource.record.unlink(missing_ok=True)
-    if record.get("log") and Path(record["log"]).parent == state_dir() / "logs":
-        Path(record["log"]).unlink(missing_ok=True)
-
-
-def reap(resources: list[Resource], client: Any = None) -> list[Resource]:
+def reap(backends: Sequence[Backend], resources: Sequence[Resource]) -> list[Resource]:
     """Remove `resources` (containers before their networks); returns what was removed."""
-    from testinfra._docker import remove_container
-    from testinfra._docker import remove_network_if_unused
-
-    if any(r.kind != "process" for r in resources):
-        client = client or docker_client()
+    by_name = {backend.name: backend for backend in backends}
     removed = []
-    for resource in sorted(resources, key=lambda r: _KINDS.index(r.kind)):
-        if resource.kind == "process":
-            _kill_process(resource)
-        elif resource.kind == "container":
-            remove_container(client, resource.id)
-        elif not remove_network_if_unused(client, resource.id):
-            continue  # a kept container still uses it
-        _kept_marker(resource.kind, resource.id).unlink(missing_ok=True)
-        removed.append(resource)
+    for resource in sorted(
+        resources, key=lambda r: _ORDER.index(r.kind) if r.kind in _ORDER else len(_ORDER)
+    ):
+        backend = by_name.get(resource.backend)
+        if backend is not None and backend.remove(resource):
+            removed.append(resource)
     return removed
 
 
-def sweep() -> list[Resource]:
-    """Remove every orphan; what live processes own, and what was kept, is left alone."""
-    client = docker_client()
-    return reap([r for r in list_resources(client=client) if r.orphaned], client=client)
+def reap_orphans(backends: Sequence[Backend], run: str | None = None) -> list[Resource]:
+    return reap(backends, [r for r in list_resources(backends, run) if r.orphaned])
+
+
+def reap_run(
+    settings: Settings, state: StateDir, run: str, backends: Sequence[Backend] = ()
+) -> list[Resource]:
+    """Remove everything of `run` but what was kept (the run is over), on every backend."""
+    opened: list[Backend] = []
+    if {backend.name for backend in backends} < {"process", "docker"}:
+        # (An xdist controller starts nothing itself, but its workers may have.)
+        opened, _ = open_all(settings, state)
+        backends = opened
+    try:
+        return reap(backends, [r for r in list_resources(backends, run) if not r.kept])
+    finally:
+        for backend in opened:
+            backend.close()
+
+
+def sweep(settings: Settings, state: StateDir, backends: Sequence[Backend]) -> list[Resource]:
+    """Remove every orphan the given backends see, and run directories of finished runs."""
+    removed = reap_orphans(backends)
+    runs = state.sub("runs")
+    for run_dir in runs.iterdir():
+        # A run whose watchdog never started is still starting (or died at once): left alone.
+        if not (run_dir / "watchdog.log").is_file():
+            continue
+        lock = try_lock(run_dir / "watchdog.lock")
+        if lock is None:
+            continue  # its watchdog is on duty
+        try:
+            owners = run_dir / "owners"
+            if not owners.is_dir() or not OwnerSet(owners).prune():
+                shutil.rmtree(run_dir, ignore_errors=True)
+        finally:
+            os.close(lock)
+    return removed
 
 
 def age(resource: Resource) -> str:

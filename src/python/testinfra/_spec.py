@@ -1,20 +1,81 @@
-"""ServiceSpec: a service described once, runnable by either backend."""
+"""ServiceSpec: a service described once, validated once, runnable by either backend."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import math
 import re
+from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from functools import cached_property
 from types import MappingProxyType
 
 from testinfra._errors import SpecError
 from testinfra._readiness import HttpCheck
 from testinfra._readiness import ReadinessCheck
+from testinfra._readiness import TcpCheck
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
-_PLACEHOLDERS = frozenset({"python", "host", "port", "fd"})
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_PORT = 65535
+
+# The one placeholder syntax: {field} for the service's own values, {peer.field} for a
+# dependency's address; {{ and }} are literal braces. Anything else with a brace is an error.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(?:(?P<peer>[a-z][a-z0-9_-]*)\.)?(?P<field>[a-z]+)\}|[{}]")
+
+# What each placeholder means. Commands (the local-process backend) may use the first table;
+# env values may name a dependency's address with the second.
+COMMAND_FIELDS = {
+    "python": "the interpreter running the tests (the child then sees the same sys.path)",
+    "host": "the address to listen on (127.0.0.1)",
+    "port": "the reserved port to listen on",
+    "fd": "a listening socket already bound to {host}:{port}, inherited by the process",
+    "workdir": "a private directory for this instance, removed with it",
+}
+PEER_FIELDS = {
+    "url": "http://host:port of the dependency, as this service reaches it",
+    "host": "the dependency's host name or address, as this service reaches it",
+    "port": "the dependency's port, as this service reaches it",
+}
+
+
+def placeholders(text: str) -> list[tuple[str | None, str]]:
+    """The (peer, field) placeholders in `text`; SpecError for a malformed one."""
+    found = []
+    for match in _PLACEHOLDER.finditer(text):
+        token = match.group()
+        if token in ("{{", "}}"):
+            continue
+        if match["field"] is None:
+            raise SpecError(
+                f"{text!r} has a malformed placeholder near position {match.start()}: write {{field}} or "
+                "{peer.field}, and {{ or }} for a literal brace"
+            )
+        found.append((match["peer"], match["field"]))
+    return found
+
+
+def render(text: str, values: Callable[[str | None, str], str]) -> str:
+    """`text` with each placeholder replaced by `values(peer, field)` (validated specs only)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group()
+        if token in ("{{", "}}"):
+            return token[0]
+        return values(match["peer"], match["field"])
+
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+def _positive_seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,13 +83,16 @@ class ServiceSpec:
     """How to run a service, in a container or as a local process.
 
     - ``image``: a Pants ``docker_image`` address (``path/to/dir:target``) or an image reference.
-    - ``command``: argv of the local process. ``{python}`` is the current interpreter (the child
-      then sees the same ``sys.path``), ``{fd}`` an inherited listening socket already bound to
-      ``{host}:{port}``; pass ``{fd}`` when the program can serve on it (uvicorn ``--fd``).
+    - ``command``: argv of the local process, with placeholders (see COMMAND_FIELDS):
+      ``{python}``, ``{host}``, ``{port}``, ``{fd}`` (pass it when the program can serve on an
+      inherited socket, e.g. uvicorn ``--fd``: no other process can take the port meanwhile),
+      ``{workdir}``.
     - ``port``: the port the service listens on inside its container.
-    - ``env``: extra environment. Values may name a dependency's address as seen from this
-      service: ``"{web_server1.url}"``, ``"{web_server1.host}"``, ``"{web_server1.port}"``.
+    - ``ready``: a readiness check (HttpCheck() by default).
+    - ``env``: extra environment. Values may name a dependency's address as this service sees it:
+      ``"{web_server1.url}"``, ``"{web_server1.host}"``, ``"{web_server1.port}"``.
     - ``depends_on``: services started before this one, and torn down after it.
+    - ``start_timeout`` / ``stop_timeout``: seconds to become ready / to stop before being killed.
     """
 
     name: str
@@ -42,39 +106,104 @@ class ServiceSpec:
     stop_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        def fail(message: str) -> SpecError:
+            return SpecError(f"service {self.name!r}: {message}")
+
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise SpecError(
                 f"service name {self.name!r} is invalid: use 1-41 lowercase letters, digits, '_' or '-', "
                 "starting with a letter"
             )
         if self.image is None and self.command is None:
-            raise SpecError(f"service {self.name!r} needs an image, a command, or both")
-        if not 1 <= self.port <= _MAX_PORT:
-            raise SpecError(f"service {self.name!r}: port {self.port} is out of range 1-{_MAX_PORT}")
-        if self.start_timeout <= 0 or self.stop_timeout <= 0:
-            raise SpecError(f"service {self.name!r}: start_timeout and stop_timeout must be positive")
-        if self.command is not None:
-            object.__setattr__(self, "command", tuple(self.command))
-            for arg in self.command:
-                unknown = set(re.findall(r"{(\w+)}", arg)) - _PLACEHOLDERS
-                if unknown:
-                    raise SpecError(
-                        f"service {self.name!r}: unknown placeholder(s) {sorted(unknown)} in command; "
-                        f"known: {sorted(_PLACEHOLDERS)}"
-                    )
+            raise fail("needs an image, a command, or both")
+        if self.image is not None and (not isinstance(self.image, str) or not self.image.strip()):
+            raise fail(f"image {self.image!r} is empty; give an image reference or a Pants address")
+        command: object = self.command  # checked as given, whatever the annotation says
+        if command is not None:
+            if isinstance(command, str) or not isinstance(command, Sequence) or not command:
+                raise fail(
+                    f"command must be a non-empty sequence of arguments, e.g. ('{{python}}', '-m', 'app'), "
+                    f"not {self.command!r}"
+                )
+            args = tuple(command)
+            object.__setattr__(self, "command", args)
+            for arg in args:
+                if not isinstance(arg, str):
+                    raise fail(f"command argument {arg!r} is not a string")
+                for peer, name in placeholders(arg):
+                    if peer is not None or name not in COMMAND_FIELDS:
+                        shown = f"{peer}.{name}" if peer else name
+                        raise fail(
+                            f"unknown placeholder {{{shown}}} in command; known: "
+                            + ", ".join(f"{{{known}}}" for known in COMMAND_FIELDS)
+                        )
+        if type(self.port) is not int or not 1 <= self.port <= _MAX_PORT:
+            raise fail(f"port {self.port!r} is not an integer in 1-{_MAX_PORT}")
+        if not callable(getattr(self.ready, "probe", None)):
+            raise fail(f"ready={self.ready!r} is not a readiness check (an object with a probe method)")
+        if not (_positive_seconds(self.start_timeout) and _positive_seconds(self.stop_timeout)):
+            raise fail("start_timeout and stop_timeout must be finite positive numbers of seconds")
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
+        for dep in self.depends_on:
+            if not isinstance(dep, ServiceSpec):
+                raise fail(f"depends_on entry {dep!r} is not a ServiceSpec")
+        self._check_env()
+        if (
+            isinstance(self.ready, TcpCheck)
+            and not self.ready.expect
+            and self.command is not None
+            and any("{fd}" in arg for arg in self.command)
+        ):
+            raise fail(
+                "TcpCheck() proves nothing for a process served on {fd}: testinfra's own socket accepts "
+                "connections before the service does. Use HttpCheck, or TcpCheck(send=..., expect=...)"
+            )
+
+    def _check_env(self) -> None:
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         names = {dep.name for dep in self.depends_on}
-        for value in self.env.values():
-            for ref in re.findall(r"{(\w[\w-]*)\.\w+}", value):
-                if ref not in names:
+        for key, value in self.env.items():
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key) or not isinstance(value, str):
+                raise SpecError(f"service {self.name!r}: env entry {key!r}={value!r} must be NAME=str")
+            for peer, name in placeholders(value):
+                if peer is None or name not in PEER_FIELDS:
                     raise SpecError(
-                        f"service {self.name!r}: env refers to {ref!r}, which is not in depends_on "
+                        f"service {self.name!r}: env {key}={value!r}: placeholders in env name a dependency's "
+                        "address: {peer.url}, {peer.host} or {peer.port}"
+                    )
+                if peer not in names:
+                    raise SpecError(
+                        f"service {self.name!r}: env refers to {peer!r}, which is not in depends_on "
                         f"({sorted(names) or 'empty'}); add its spec to depends_on"
                     )
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A stable hash of everything that defines the service (dependencies included).
+
+        Processes of one run compare fingerprints to know they mean the same shared service.
+        """
+        identity = {
+            "name": self.name,
+            "image": self.image,
+            "command": self.command,
+            "port": self.port,
+            "ready": _check_identity(self.ready),
+            "env": sorted(self.env.items()),
+            "depends_on": [dep.fingerprint for dep in self.depends_on],
+        }
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
     def __hash__(self) -> int:
-        return hash((self.name, self.image, self.command, self.port))
+        return hash(self.fingerprint)
+
+
+def _check_identity(check: ReadinessCheck) -> str:
+    kind = f"{type(check).__module__}.{type(check).__qualname__}"
+    if hasattr(type(check), "__dataclass_fields__"):
+        return f"{kind}{dataclasses.astuple(check)!r}"  # type: ignore[call-overload]
+    # Other checks are known by their class only: their repr may hold a memory address.
+    return kind
 
 
 def start_order(spec: ServiceSpec) -> list[ServiceSpec]:

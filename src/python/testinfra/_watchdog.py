@@ -1,132 +1,204 @@
-"""One watchdog per run: when every process of the run has died, remove what they left.
+"""One watchdog per run: when a process of the run dies, remove what it left.
 
-Fixture teardown covers normal exits, Ctrl-C and SIGTERM. This covers the rest (SIGKILL, the
-OOM killer, a crashed xdist worker): each process of a run registers itself as an owner in
-`runs/<run>/owners/`, and the first one starts this watchdog, detached, in its own session. It
+Fixture teardown covers normal exits, Ctrl-C and SIGTERM. This covers the rest (SIGKILL, the OOM
+killer, a crashed xdist worker): each process of a run adds itself to the run's owner set
+(`runs/<run>/owners/`), and the first one starts this watchdog, detached, in its own session. It
 waits on the owners' pidfds, so it learns of a death at once, removes every resource whose owner
-is dead, and exits once no owner is left. It needs no image and no privileges.
+is dead, and exits once no owner is left and the run's resources are confirmed gone. It needs no
+image and no privileges. When the engine does not answer, it retries with backoff instead of
+giving up, and keeps the run directory until the engine confirms the removal.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
-import select
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
-from testinfra._locks import try_lock
-from testinfra._state import Owner
-from testinfra._state import state_dir
+# Everything the watchdog needs is imported before it says "ready": a Pants sandbox holding these
+# sources is deleted when the test process ends (the Docker SDK lives elsewhere).
+import testinfra._backends.docker
+import testinfra._backends.process  # noqa: F401
+from testinfra._backends import open_all
+from testinfra._child import child_env
+from testinfra._child import spawn
+from testinfra._errors import StateDirError
+from testinfra._errors import TestinfraError
+from testinfra._owner import Owner
+from testinfra._owner import OwnerSet
+from testinfra._owner import wait_for_any_exit
+from testinfra._reaper import list_resources
+from testinfra._reaper import reap
+from testinfra._settings import Settings
+from testinfra._statedir import StateDir
+from testinfra._statedir import open_private
+from testinfra._statedir import touch
+from testinfra._statedir import try_lock
 
-# How often the owner list is re-read, for owners that register after the watchdog started.
+# How often the owner set is re-read, for owners that register after the watchdog started.
 _RESCAN = 0.25
+# After the last owner died: how long to keep looking for a create that was still in flight.
+_SETTLE = 2.0
+# Backoff while the engine does not answer; the watchdog gives up after _GIVE_UP seconds.
+_FIRST_RETRY = 0.5
+_MAX_RETRY = 10.0
+_GIVE_UP = 600.0
 
 
-def run_dir(run_id: str) -> Path:
-    return state_dir() / "runs" / run_id
-
-
-def register_owner(run_id: str) -> Path:
-    owners = run_dir(run_id) / "owners"
-    owners.mkdir(parents=True, exist_ok=True)
-    path = owners / str(Owner.me())
-    path.touch()
-    return path
-
-
-def _lock(run_id: str) -> int | None:
-    """The run's watchdog lock, or None when another watchdog holds it."""
-    return try_lock(run_dir(run_id) / "watchdog.lock")
-
-
-def ensure_watchdog(run_id: str) -> None:
-    """Start the run's watchdog unless one is running. Call after register_owner.
+def ensure_watchdog(settings: Settings, state: StateDir, run_id: str) -> None:
+    """Start the run's watchdog unless one is running. Call after joining the run's owner set.
 
     Returns once the watchdog has imported what it needs: a Pants sandbox holding these sources
     may be deleted as soon as the test process ends.
     """
-    fd = _lock(run_id)
+    run_dir = state.run_dir(run_id)
+    fd = try_lock(run_dir / "watchdog.lock")
     if fd is None:
         return
     os.close(fd)  # the watchdog takes the lock itself; if two start, one exits at once
-    with open(run_dir(run_id) / "watchdog.log", "ab") as log:
-        watchdog = subprocess.Popen(
-            [sys.executable, "-m", "testinfra._watchdog", run_id],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd="/",
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p)},
-            start_new_session=True,  # not in the terminal's process group: Ctrl-C does not reach it
+    log_path = run_dir / "watchdog.log"
+    log = os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
+    with log:
+        argv = [sys.executable, "-m", "testinfra._watchdog", "--state-dir", str(state.root)]
+        argv += ["--label", settings.label, run_id]
+        watchdog = spawn(
+            argv, env=child_env(), stdout=subprocess.PIPE, stderr=log, die_with_parent=False, cwd="/"
         )
     assert watchdog.stdout is not None
     with watchdog.stdout:
-        if watchdog.stdout.readline() != b"ready\n":
-            log_text = (run_dir(run_id) / "watchdog.log").read_text(errors="replace")
-            warnings.warn(
-                f"testinfra: the watchdog of run {run_id} did not start: {log_text[-2000:]}", stacklevel=2
-            )
+        answer = watchdog.stdout.readline()
+    # The process we started forks the watchdog and exits (see main): nothing of ours keeps running.
+    watchdog.wait()
+    if answer != b"ready\n":
+        warnings.warn(
+            f"testinfra: the watchdog of run {run_id} did not start: {log_path.read_text(errors='replace')[-2000:]}",
+            stacklevel=2,
+        )
 
 
-def _owners(run_id: str) -> dict[Path, Owner]:
-    return {path: Owner.parse(path.name) for path in (run_dir(run_id) / "owners").glob("*-*")}
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-def _wait_for_a_death(pids: list[int]) -> None:
-    fds = []
-    for pid in pids:
+class _Watch:
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        self.settings = settings
+        self.state = StateDir(settings.state_dir)
+        self.run_id = run_id
+        # Every owner ever seen: if the run directory is deleted under us, we still know whom to watch.
+        self.known: set[Owner] = set()
+
+    def owners(self) -> OwnerSet:
+        # Recreated if someone deleted it: the watch goes on with the owners already known.
+        return OwnerSet(self.state.sub("runs", self.run_id, "owners"))
+
+    def refresh(self) -> None:
         try:
-            fds.append(os.pidfd_open(pid))
-        except ProcessLookupError:
-            break  # already dead: no need to wait
-    try:
-        if len(fds) == len(pids):
-            select.select(fds, [], [], _RESCAN)
-    finally:
-        for fd in fds:
-            os.close(fd)
+            self.known.update(self.owners().members())
+        except (OSError, StateDirError) as exc:
+            _log(f"cannot read the owners of run {self.run_id} ({exc}); watching the {len(self.known)} known")
+
+    def forget(self, owner: Owner) -> None:
+        self.known.discard(owner)
+        with contextlib.suppress(OSError, StateDirError):
+            self.owners().discard(owner)
+
+    def reap(self, *, everything: bool) -> bool:
+        """Remove the run's orphans (or all but kept resources); False if the engine did not answer."""
+        backends, problems = open_all(self.settings, self.state)
+        try:
+            resources = list_resources(backends, self.run_id)
+            reap(backends, [r for r in resources if not r.kept and (everything or r.orphaned)])
+        except TestinfraError as exc:
+            _log(f"reaping run {self.run_id} failed: {exc}")
+            return False
+        finally:
+            for backend in backends:
+                backend.close()
+        if "docker" in problems and uses_backend(self.state, self.run_id, "docker"):
+            _log(f"run {self.run_id} ran containers, and the engine does not answer: {problems['docker']}")
+            return False
+        return True
+
+    def reap_until_confirmed(self, *, everything: bool) -> None:
+        delay, deadline = _FIRST_RETRY, time.monotonic() + _GIVE_UP
+        while not self.reap(everything=everything):
+            if time.monotonic() > deadline:
+                _log(f"giving up on run {self.run_id}: the engine did not answer for {_GIVE_UP:.0f}s")
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY)
+
+    def settle(self) -> None:
+        """A create still in flight when its owner died lands after the first reap: look again."""
+        deadline = time.monotonic() + _SETTLE
+        while True:
+            self.reap_until_confirmed(everything=True)
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(_RESCAN)
 
 
-def watch(run_id: str) -> None:
-    # Everything it will need from testinfra is imported before it says "ready": a Pants sandbox
-    # holding these sources is deleted when the test process ends (the Docker SDK lives elsewhere).
-    import testinfra._docker  # noqa: F401
-    from testinfra._reaper import list_resources
-    from testinfra._reaper import reap
+def uses_backend(state: StateDir, run_id: str, backend: str) -> bool:
+    """Whether a process of the run created resources with `backend` (see mark_backend)."""
+    return (state.root / "runs" / run_id / f"uses-{backend}").exists()
 
-    fd = _lock(run_id)
+
+def mark_backend(state: StateDir, run_id: str, backend: str) -> None:
+    """Note that the run creates resources with `backend`: an engine that then stops answering
+    means resources the watchdog must wait to remove, not a machine without an engine."""
+    touch(state.run_dir(run_id) / f"uses-{backend}")
+
+
+def watch(settings: Settings, run_id: str) -> None:
+    w = _Watch(settings, run_id)
+    lock_path = w.state.run_dir(run_id) / "watchdog.lock"
+    fd = try_lock(lock_path)
     # Tell the starter we are independent of its files now (or that another watchdog is on duty).
     sys.stdout.write("ready\n")
     sys.stdout.close()
     if fd is None:
         return
     while True:
-        owners = _owners(run_id)
-        dead = [path for path, owner in owners.items() if not owner.alive]
+        w.refresh()
+        dead = [owner for owner in w.known if not owner.alive]
         if dead:
-            reap([r for r in list_resources(run=run_id) if r.orphaned])
-            for path in dead:
-                path.unlink(missing_ok=True)
-        if len(dead) == len(owners):
+            w.reap_until_confirmed(everything=False)
+            for owner in dead:
+                w.forget(owner)
+        if not w.known:
             # Every owner is gone. Release the lock first, then look once more: an owner that
             # registered meanwhile either sees the lock free and starts a watchdog, or is seen here.
             os.close(fd)
-            if not _owners(run_id):
-                _remove_run_dir(run_id)
+            w.refresh()
+            if not w.known:
+                w.settle()
+                shutil.rmtree(w.state.run_dir(run_id), ignore_errors=True)
                 return
-            fd = _lock(run_id)
+            fd = try_lock(lock_path)
             if fd is None:
                 return
             continue
-        _wait_for_a_death([owner.pid for owner in owners.values()])
+        wait_for_any_exit([owner.pid for owner in w.known if owner.visible], _RESCAN)
 
 
-def _remove_run_dir(run_id: str) -> None:
-    shutil.rmtree(run_dir(run_id), ignore_errors=True)
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m testinfra._watchdog")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--label", required=True)
+    parser.add_argument("run_id")
+    args = parser.parse_args()
+    # Into the background: the starter waits for this process, not for the watch, which the child keeps.
+    if os.fork() != 0:
+        os._exit(0)
+    watch(Settings(state_dir=args.state_dir, label=args.label), args.run_id)
 
 
 if __name__ == "__main__":
-    watch(sys.argv[1])
+    main()

@@ -16,28 +16,34 @@ import docker
 import pytest
 
 import testinfra
+from testinfra import Settings
+from testinfra._backends.base import Resource
+from testinfra._owner import process_start_time
 from testinfra._ports import held_port_locks
-from testinfra._reaper import Resource
-from testinfra._reaper import list_resources
-from testinfra._state import is_alive
+from testinfra._statedir import StateDir
+from testinfra.conftest import run_resources
 
 CLEAN_TIMEOUT = 20.0
 
 # One session-scoped web_server2 (and its web_server1); the test says where they are, then waits.
 BLOCKING_TEST = """
-import json, os, pathlib, time
+import json
+import os
+import pathlib
+import time
+
 from specs import WS2
 from testinfra import service_fixture
 
 web_server2 = service_fixture(WS2, scope="session")
 
-def test_blocks(web_server2):
+def test_blocks(web_server2, testinfra_manager):
     web_server1 = web_server2.dependency("web_server1")
-    info = {{"run": os.environ["TESTINFRA_RUN_ID"], "pid": os.getpid(), "ports": [web_server1.port, web_server2.port]}}
+    info = {"run": testinfra_manager.run_id, "pid": os.getpid(), "ports": [web_server1.port, web_server2.port]}
     # Written aside, then renamed: the watcher must never read a half-written file.
-    pathlib.Path({marker!r} + ".tmp").write_text(json.dumps(info))
-    os.replace({marker!r} + ".tmp", {marker!r})
-    go = pathlib.Path({go!r})
+    pathlib.Path("ready.json.tmp").write_text(json.dumps(info))
+    os.replace("ready.json.tmp", "ready.json")
+    go = pathlib.Path("go")
     deadline = time.monotonic() + 300
     while not go.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -48,7 +54,7 @@ def test_blocks(web_server2):
 
 def start_session(inner: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
     marker, go = inner.path / "ready.json", inner.path / "go"
-    inner.makepyfile(test_blocking=BLOCKING_TEST.format(marker=str(marker), go=str(go)))
+    inner.makepyfile(test_blocking=BLOCKING_TEST)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, "test_blocking.py"],
         cwd=inner.path,
@@ -72,7 +78,7 @@ def seconds_until_gone(run: str, owner: int | None = None) -> float:
     """Seconds until no resource of `run` (owned by `owner`, if given) remains; fails after CLEAN_TIMEOUT."""
     start = time.monotonic()
     while True:
-        left = [r for r in list_resources(run=run) if owner is None or r.owner.pid == owner]
+        left = [r for r in run_resources(run) if owner is None or (r.owner and r.owner.pid == owner)]
         elapsed = time.monotonic() - start
         if not left:
             return elapsed
@@ -81,9 +87,9 @@ def seconds_until_gone(run: str, owner: int | None = None) -> float:
 
 
 def assert_nothing_left(info: dict[str, Any], before: list[Resource]) -> None:
-    assert list_resources(run=info["run"]) == []
-    assert not [r for r in before if r.kind == "process" and is_alive(int(r.id), None)]
-    held = held_port_locks()
+    assert run_resources(info["run"]) == []
+    assert not [r for r in before if r.kind == "process" and process_start_time(int(r.id)) is not None]
+    held = held_port_locks(StateDir(Settings.from_env().state_dir))
     assert not [port for port in info["ports"] if held.get(port) == info["pid"]]
 
 
@@ -121,7 +127,7 @@ def test_a_signal_to_the_session_leaves_nothing(
     proc, marker, _ = start_session(inner)
     try:
         info = wait_for_marker(proc, marker)
-        before = list_resources(run=info["run"])
+        before = run_resources(info["run"])
         assert {r.name for r in before} >= {"web_server1", "web_server2"}
         proc.send_signal(sig)
         t0 = time.monotonic()
@@ -138,7 +144,7 @@ def test_a_killed_xdist_worker_leaves_nothing(inner: pytest.Pytester, backend: s
     proc, marker, go = start_session(inner, "-n", "2")
     try:
         info = wait_for_marker(proc, marker)
-        before = list_resources(run=info["run"])
+        before = run_resources(info["run"])
         os.kill(info["pid"], signal.SIGKILL)
         seconds = seconds_until_gone(info["run"], owner=info["pid"])
         go.touch()
@@ -154,12 +160,12 @@ def test_a_service_killed_from_outside_is_still_cleaned_up(inner: pytest.Pyteste
     proc, marker, go = start_session(inner)
     try:
         info = wait_for_marker(proc, marker)
-        before = list_resources(run=info["run"])
+        before = run_resources(info["run"])
         (victim,) = [r for r in before if r.name.startswith("web_server1") and r.kind != "network"]
         t0 = time.monotonic()
         if victim.kind == "process":
             os.kill(int(victim.id), signal.SIGKILL)
-            while is_alive(int(victim.id), None):  # dead once a zombie; the session reaps it
+            while process_start_time(int(victim.id)) is not None:  # dead once a zombie; the session reaps it
                 time.sleep(0.01)
         else:
             client = docker.from_env()

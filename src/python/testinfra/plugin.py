@@ -1,7 +1,9 @@
-"""The pytest plugin: options, fixtures, failure reports and signal handling.
+"""The pytest plugin: options, the session's plugin object, and the fixtures.
 
-Registered as the `pytest11` entry point `testinfra`; in a repo that does not install it,
-`pytest_plugins = ["testinfra.plugin"]` in the top conftest.py does the same.
+Registered as the `pytest11` entry point `labrador_testinfra`; in a repo that does not install
+the distribution, `pytest_plugins = ["testinfra.plugin"]` in the top conftest.py does the same.
+All state lives on a `TestinfraPlugin` registered in `pytest_configure` and undone in
+`pytest_unconfigure`, so sessions run in-process (pytester) leave nothing behind.
 """
 
 from __future__ import annotations
@@ -12,25 +14,63 @@ import threading
 from collections.abc import Callable
 from collections.abc import Generator
 from collections.abc import Iterator
+from importlib import metadata
 from types import FrameType
+from typing import Any
 
 import pytest
 
+from testinfra._errors import StateDirError
+from testinfra._errors import TestinfraError
+from testinfra._manager import Manager
+from testinfra._owner import Owner
 from testinfra._ports import PortReservation
 from testinfra._ports import reserve_port
-from testinfra._service import BACKENDS
-from testinfra._service import Manager
 from testinfra._service import Service
 from testinfra._service import failure_report
-from testinfra._state import RUN_ID_ENV
-from testinfra._state import RUN_OWNER_ENV
-from testinfra._state import Owner
-from testinfra._state import new_run_id
-from testinfra._watchdog import run_dir
+from testinfra._settings import BACKENDS
+from testinfra._settings import PARSERS
+from testinfra._settings import Settings
+from testinfra._settings import env_var
+from testinfra._settings import resolve
+from testinfra._statedir import StateDir
+from testinfra._statedir import private_dir
 
-manager_key = pytest.StashKey[Manager]()
-docker_problem_key = pytest.StashKey["str | None"]()
-_TRUE = ("1", "true", "yes", "on")
+PLUGIN_NAME = "testinfra-session"
+# How the run reaches xdist workers: the controller puts it in each worker's `workerinput`.
+_WORKER_KEY = "testinfra_run"
+# Settings given as command-line flags (the others are environment or ini only).
+_FLAGS = {
+    "keep_on_failure": "leave the services of failed tests running after the session, and print how to reach "
+    "and remove them",
+    "require_docker": "fail instead of falling back to local processes when no Docker engine answers (CI sets this)",
+}
+_INI_HELP = {
+    "backend": "default for --testinfra-backend",
+    "keep_on_failure": "default for --testinfra-keep-on-failure",
+    "require_docker": "default for --testinfra-require-docker",
+    "state_dir": "directory for lock and record files (default $TMPDIR/testinfra-$UID)",
+    "port_range": "ports to reserve from, LOW-HIGH (default: below the kernel's ephemeral range)",
+    "label": "prefix of the labels on testinfra's containers and networks",
+}
+
+
+def _check_no_namesake() -> None:
+    # pytest-testinfra installs an import package named `testinfra` too, with a `testinfra.plugin`
+    # entry point: beside it, one overwrites the other's files, and pytest would load this module
+    # twice. Checked at import, before pytest registers anything, so the error is this one.
+    try:
+        other = metadata.distribution("pytest-testinfra")
+    except metadata.PackageNotFoundError:
+        return
+    raise pytest.UsageError(
+        f"pytest-testinfra {other.version} is installed beside labrador-testinfra: both install an import "
+        "package named `testinfra`, so one has overwritten the other's files. Uninstall one of them "
+        "(pip uninstall pytest-testinfra), or use separate virtualenvs"
+    )
+
+
+_check_no_namesake()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,190 +79,192 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--testinfra-backend",
         choices=BACKENDS,
         default=None,
-        help="run services in containers (docker), as local processes (process), or docker when an "
-        "engine answers (auto). Env: TESTINFRA_BACKEND. Default: auto.",
+        help="run services in containers (docker), as local processes (process), or docker when an engine "
+        f"answers (auto). Env: {env_var('backend')}. Default: auto.",
     )
-    parser.addini("testinfra_backend", "default for --testinfra-backend", default="auto")
-    flags = {
-        "keep-on-failure": "leave the services of failed tests running after the session, and print how "
-        "to reach and remove them",
-        "require-docker": "fail instead of falling back to local processes when no Docker engine answers "
-        "(CI sets this)",
-    }
-    for name, text in flags.items():
-        env = "TESTINFRA_" + name.replace("-", "_").upper()
+    for name, text in _FLAGS.items():
         group.addoption(
-            f"--testinfra-{name}", action="store_true", default=None, help=f"{text}. Env: {env}=1."
+            f"--testinfra-{name.replace('_', '-')}",
+            action="store_true",
+            default=None,
+            help=f"{text}. Env: {env_var(name)}=1.",
         )
-        parser.addini(
-            f"testinfra_{name.replace('-', '_')}",
-            f"default for --testinfra-{name}",
-            type="bool",
-            default=False,
-        )
+    for name in PARSERS:
+        parser.addini(f"testinfra_{name}", f"{_INI_HELP[name]}. Env: {env_var(name)}.", default="")
 
 
-def _setting(config: pytest.Config, name: str) -> str | bool:
-    """The option --testinfra-<name>, else env TESTINFRA_<NAME>, else ini testinfra_<name>."""
-    key = name.replace("-", "_")
-    value = config.getoption(f"testinfra_{key}")
-    if value is not None:
-        return value  # type: ignore[no-any-return]
-    env = f"TESTINFRA_{key.upper()}"
-    if env in os.environ:
-        return os.environ[env]
-    return config.getini(f"testinfra_{key}")  # type: ignore[no-any-return]
+def _settings(config: pytest.Config) -> Settings:
+    """Each setting from its option, else its TESTINFRA_* variable, else its ini value."""
 
+    def lookup(name: str) -> str | bool | None:
+        option = config.getoption(f"testinfra_{name}", None)
+        if option is not None:
+            return option  # type: ignore[no-any-return]
+        if env_var(name) in os.environ:
+            return os.environ[env_var(name)]
+        value = config.getini(f"testinfra_{name}")
+        return value if isinstance(value, str) else None
 
-def _flag(config: pytest.Config, name: str) -> bool:
-    value = _setting(config, name)
-    return value if isinstance(value, bool) else value.lower() in _TRUE
-
-
-def _run(config: pytest.Config) -> tuple[str, Owner]:
-    """This run's id and owner (the process that began it)."""
-    # xdist workers inherit the controller's environment: one run for all workers of a run.
-    # Any other pytest starts a new run, even when started from inside another one's test.
-    if hasattr(config, "workerinput") and os.environ.get(RUN_ID_ENV) and os.environ.get(RUN_OWNER_ENV):
-        return os.environ[RUN_ID_ENV], Owner.parse(os.environ[RUN_OWNER_ENV])
-    run_id, owner = new_run_id(), Owner.me()
-    os.environ[RUN_ID_ENV] = run_id
-    os.environ[RUN_OWNER_ENV] = str(owner)
-    return run_id, owner
-
-
-def _interrupt_on_sigterm() -> None:
-    """Turn SIGTERM (how Pants and CI stop a test process) into a Ctrl-C: pytest then tears down."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return  # someone else handles it; don't take it over
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        # A second SIGTERM must not interrupt the teardown the first one started.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"{signal.Signals(signum).name} received: tearing down services")
-
-    signal.signal(signal.SIGTERM, handler)
+    try:
+        return resolve(lookup)
+    except TestinfraError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "testinfra_docker: the test needs a Docker engine; skipped where none exists, "
-        "failed when Docker is required (TESTINFRA_REQUIRE_DOCKER=1)",
+        "testinfra_docker: the test needs a Docker engine; skipped where none exists, failed when Docker is "
+        "required (TESTINFRA_REQUIRE_DOCKER=1)",
     )
-    backend = str(_setting(config, "backend"))
-    if backend not in BACKENDS:
-        raise pytest.UsageError(f"TESTINFRA_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
-    require_docker = _flag(config, "require-docker")
-    if require_docker and backend == "process":
-        raise pytest.UsageError(
-            "Docker is required but --testinfra-backend=process was chosen; drop one of them"
+    settings = _settings(config)
+    try:
+        private_dir(settings.state_dir)
+    except StateDirError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    config.pluginmanager.register(TestinfraPlugin(config, settings), PLUGIN_NAME)
+
+
+class TestinfraPlugin:
+    """This session's testinfra: its Manager, and the hooks that act on it."""
+
+    __test__ = False
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        worker_input = getattr(config, "workerinput", {}).get(_WORKER_KEY)
+        if worker_input:  # an xdist worker: the controller's run
+            run_id, owner_text = worker_input
+            run_owner = Owner.parse(owner_text)
+        else:  # any other session begins a run, even one started from inside another's test
+            run_id, run_owner = None, Owner.me()
+        self.manager = Manager(
+            settings,
+            run_id=run_id,
+            run_owner=run_owner,
+            image_roots=[config.rootpath, config.invocation_params.dir],
         )
-    run_id, run_owner = _run(config)
-    config.stash[manager_key] = Manager(
-        run_id, backend, require_docker, keep_on_failure=_flag(config, "keep-on-failure"), run_owner=run_owner
-    )
-    _interrupt_on_sigterm()
+        self._docker_problem: list[str | None] = []
+        self._previous_sigterm: Any = None
+        self._interrupt_on_sigterm()
 
+    def _interrupt_on_sigterm(self) -> None:
+        """Turn SIGTERM (how Pants and CI stop a test process) into a Ctrl-C: pytest then tears down."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # someone else handles it; don't take it over
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    manager = config.stash.get(manager_key, None)
-    if manager is None:
-        return
-    # Safety net: fixtures release their services, but an interrupted session may not get there.
-    manager.close()
-    # (No run directory: no process of this run ever started a service, nothing to look for.)
-    if manager.run_owner == Owner.me() and run_dir(manager.run_id).exists():
-        # The run is over (xdist workers are done by now): nothing of it may outlive it but kept services.
-        from testinfra._reaper import list_resources
-        from testinfra._reaper import reap
+        def handler(signum: int, frame: FrameType | None) -> None:
+            # A second SIGTERM must not interrupt the teardown the first one started.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise KeyboardInterrupt(f"{signal.Signals(signum).name} received: tearing down services")
 
-        reap([r for r in list_resources(run=manager.run_id) if not r.kept])
+        self._previous_sigterm = signal.signal(signal.SIGTERM, handler)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """(xdist controller) Hand the run to each worker."""
+        node.workerinput[_WORKER_KEY] = [self.manager.run_id, str(self.manager.run_owner)]
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    manager = config.stash.get(manager_key, None)
-    if manager is None or not manager.keep_on_failure or hasattr(config, "workerinput"):
-        return
-    from testinfra._reaper import list_resources
-
-    # Kept by this process (with addresses) or by xdist workers (found by their markers).
-    local = {service.resource_id: service for service in manager.kept}
-    kept = [r for r in list_resources(run=manager.run_id) if r.kept and r.kind != "network"]
-    if not kept:
-        return
-    terminalreporter.section("testinfra: services kept after failed tests")
-    for resource in kept:
-        service = local.get(resource.id)
-        where = f" at {service.url}" if service else ""
-        how = f"docker logs {resource.id}" if resource.kind == "container" else f"pid {resource.id}"
-        terminalreporter.write_line(f"{resource.name}{where} ({resource.kind}: {how})")
-    terminalreporter.write_line(f"remove them with: python -m testinfra reap --kept --run {manager.run_id}")
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("testinfra_docker") is None:
-        return
-    problem = _docker_problem(item.config)
-    if problem is None:
-        return
-    if item.config.stash[manager_key].require_docker:
-        pytest.fail(f"this test needs a Docker engine, and Docker is required here: {problem}")
-    pytest.skip(f"no Docker engine on this machine: {problem}")
-
-
-def _docker_problem(config: pytest.Config) -> str | None:
-    """Why no Docker engine can be used, or None; asked once per session, not once per test."""
-    if docker_problem_key not in config.stash:
-        from testinfra._docker import connect
-        from testinfra._errors import BackendUnavailableError
-
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
         try:
-            connect().close()
-            config.stash[docker_problem_key] = None
-        except BackendUnavailableError as exc:
-            config.stash[docker_problem_key] = str(exc)
-    return config.stash[docker_problem_key]
+            # Safety net: fixtures release their services, but an interrupted session may not get there.
+            self.manager.close()
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.settings.keep_on_failure or hasattr(self.config, "workerinput"):
+            return
+        from testinfra._backends import open_all
+        from testinfra._reaper import list_resources
+
+        backends, _ = open_all(self.settings, StateDir(self.settings.state_dir))
+        try:
+            kept = [r for r in list_resources(backends, self.manager.run_id) if r.kept]
+        finally:
+            for backend in backends:
+                backend.close()
+        if not kept:
+            return
+        # Kept by this process (with addresses) or by xdist workers (found by their marks).
+        local = {service.resource_id: service for service in self.manager.kept}
+        terminalreporter.section("testinfra: services kept after failed tests")
+        for resource in kept:
+            service = local.get(resource.id)
+            where = f" at {service.url}" if service else ""
+            how = f"docker logs {resource.id}" if resource.kind == "container" else f"pid {resource.id}"
+            terminalreporter.write_line(f"{resource.name}{where} ({resource.kind}: {how})")
+        terminalreporter.write_line(
+            f"remove them with: python -m testinfra reap --kept --run {self.manager.run_id}"
+        )
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.get_closest_marker("testinfra_docker") is None:
+            return
+        problem = self.docker_problem()
+        if problem is None:
+            return
+        if self.settings.require_docker:
+            pytest.fail(f"this test needs a Docker engine, and Docker is required here: {problem}")
+        pytest.skip(f"no Docker engine on this machine: {problem}")
+
+    def docker_problem(self) -> str | None:
+        """Why no Docker engine can be used, or None; asked once per session, not once per test."""
+        if not self._docker_problem:
+            from testinfra._backends.docker import engine_problem
+
+            self._docker_problem.append(engine_problem())
+        return self._docker_problem[0]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.failed:
+            funcargs = getattr(item, "funcargs", {})
+            services = [value for value in funcargs.values() if isinstance(value, Service)]
+            for title, body in failure_report(services):
+                report.sections.append((title, body))
+            if self.settings.keep_on_failure:
+                for service in services:
+                    service.keep = True
+        return report
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        funcargs = getattr(item, "funcargs", {})
-        services = [value for value in funcargs.values() if isinstance(value, Service)]
-        for title, body in failure_report(services):
-            report.sections.append((title, body))
-        if item.config.stash[manager_key].keep_on_failure:
-            for service in services:
-                service.keep = True
-    return report
+def _plugin(config: pytest.Config) -> TestinfraPlugin:
+    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    assert isinstance(plugin, TestinfraPlugin)
+    return plugin
 
 
 @pytest.fixture(scope="session")
 def testinfra_manager(pytestconfig: pytest.Config) -> Manager:
     """The manager of this test process: `start(spec)` / `release(service)` for ad-hoc services."""
-    return pytestconfig.stash[manager_key]
+    return _plugin(pytestconfig).manager
 
 
 @pytest.fixture
-def tcp_port() -> Iterator[int]:
+def tcp_port(pytestconfig: pytest.Config) -> Iterator[int]:
     """A TCP port on 127.0.0.1 that no other testinfra user on this machine gets while the test runs."""
-    with reserve_port() as reservation:
+    settings = _plugin(pytestconfig).settings
+    with reserve_port(StateDir(settings.state_dir), settings.port_range) as reservation:
         yield reservation.port
 
 
 @pytest.fixture
-def tcp_port_factory() -> Iterator[Callable[[], int]]:
+def tcp_port_factory(pytestconfig: pytest.Config) -> Iterator[Callable[[], int]]:
     """Call it for as many distinct reserved ports as the test needs."""
+    settings = _plugin(pytestconfig).settings
+    state = StateDir(settings.state_dir)
     reservations: list[PortReservation] = []
 
     def factory() -> int:
-        reservations.append(reserve_port())
+        reservations.append(reserve_port(state, settings.port_range))
         return reservations[-1].port
 
     yield factory

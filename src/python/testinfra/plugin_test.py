@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from testinfra import BackendName
 from testinfra import ImageNotFoundError
 from testinfra import Manager
 from testinfra import ServiceSpec
 from testinfra import ServiceStartError
+from testinfra import Settings
 from testinfra import TcpCheck
-from testinfra._process import records_dir
-from testinfra._reaper import list_resources
-from testinfra._state import new_run_id
-from testinfra._state import process_start_time
+from testinfra._owner import Owner
+from testinfra._owner import process_start_time
+from testinfra._statedir import StateDir
+from testinfra._statedir import write_record
+from testinfra.conftest import run_resources
 
 
 def test_dependencies_start_first_and_get_their_address(inner: pytest.Pytester) -> None:
@@ -30,13 +31,13 @@ def test_dependencies_start_first_and_get_their_address(inner: pytest.Pytester) 
             from specs import WS2
             from testinfra import service_fixture
 
-            web_server2 = service_fixture(WS2)
+            kennel = service_fixture(WS2)
 
-            def test_kennel(web_server2):
-                web_server1 = web_server2.dependency("web_server1")
+            def test_kennel(kennel):
+                web_server1 = kennel.dependency("web_server1")
                 assert httpx.post(web_server1.url + "/dogs", json={"name": "Rex", "age": 3}).status_code == 201
-                assert httpx.get(web_server2.url + "/kennel").json() == {"count": 1, "names": ["Rex"]}
-                assert web_server2.host == "127.0.0.1" and web_server1.port != web_server2.port
+                assert httpx.get(kennel.url + "/kennel").json() == {"count": 1, "names": ["Rex"]}
+                assert kennel.host == "127.0.0.1" and web_server1.port != kennel.port
             """
         )
     )
@@ -53,13 +54,13 @@ def test_a_failed_test_reports_the_service_logs(inner: pytest.Pytester) -> None:
             from specs import WS1
             from testinfra import service_fixture
 
-            web_server1 = service_fixture(WS1)
+            web = service_fixture(WS1)
 
-            def test_fails(web_server1):
-                httpx.get(web_server1.url + "/dogs/424242")
+            def test_fails(web):
+                httpx.get(web.url + "/dogs/424242")
                 # Container logs reach the engine asynchronously: fail once the line is there.
                 deadline = time.monotonic() + 30
-                while "/dogs/424242" not in web_server1.logs() and time.monotonic() < deadline:
+                while "/dogs/424242" not in web.logs() and time.monotonic() < deadline:
                     time.sleep(0.01)
                 assert False, "deliberate failure"
             """
@@ -76,7 +77,7 @@ def test_a_failed_test_reports_the_service_logs(inner: pytest.Pytester) -> None:
 
 
 def test_a_service_that_crashes_on_start_fails_at_once_with_its_logs(
-    backend: str, web_server1_image: str
+    backend: BackendName, web_server1_image: str
 ) -> None:
     broken = ServiceSpec(
         name="web_server1",
@@ -86,7 +87,7 @@ def test_a_service_that_crashes_on_start_fails_at_once_with_its_logs(
         # Far beyond the test timeout: only an error on exit can end this test in time.
         start_timeout=3600,
     )
-    manager = Manager(new_run_id(), backend)
+    manager = Manager(Settings(backend=backend))
     try:
         with pytest.raises(ServiceStartError) as info:
             manager.start(broken)
@@ -95,54 +96,58 @@ def test_a_service_that_crashes_on_start_fails_at_once_with_its_logs(
     assert info.value.exit_code == 1
     assert "max_dogs" in info.value.logs_tail
     assert "exited before it was ready" in str(info.value)
-    assert list_resources(run=manager.run_id) == []
+    assert run_resources(manager.run_id) == []
 
 
 @pytest.mark.testinfra_docker
 def test_an_image_the_engine_does_not_have_is_a_clear_error() -> None:
     spec = ServiceSpec(name="ghost", image="labrador/no-such-image:never")
-    manager = Manager(new_run_id(), "docker")
+    manager = Manager(Settings(backend="docker"))
     try:
         with pytest.raises(ImageNotFoundError, match="'labrador/no-such-image:never' of service 'ghost'"):
             manager.start(spec)
     finally:
         manager.close()
-    assert list_resources(run=manager.run_id) == []
+    assert run_resources(manager.run_id) == []
 
 
-def test_starting_a_service_first_sweeps_orphans_of_dead_runs(tmp_path: Path) -> None:
+def test_starting_a_service_first_sweeps_orphans_of_dead_runs() -> None:
     # An orphan as a SIGKILLed run would leave it: a live service process whose owner is gone.
     owner = subprocess.Popen([sys.executable, "-c", ""])
     owner.wait()
+    me = Owner.me()
+    dead_owner = Owner(owner.pid, 1, me.pidns, me.boot)
     orphan = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, start_new_session=True
     )
-    record = records_dir() / f"deadrun-{owner.pid}-0.json"
-    record.write_text(
-        json.dumps(
-            {
-                "run": "deadrun",
-                "service": "orphan",
-                "pid": orphan.pid,
-                "start_time": process_start_time(orphan.pid),
-                "owner_pid": owner.pid,
-                "owner_start_time": None,
-                "port": 0,
-            }
-        )
+    settings = Settings.from_env()
+    record = StateDir(settings.state_dir).sub("processes") / "deadrun-orphan-0.json"
+    write_record(
+        record,
+        {
+            "run": "deadrun",
+            "service": "orphan",
+            "owner": str(dead_owner),
+            "pid": orphan.pid,
+            "start_time": process_start_time(orphan.pid),
+            "port": 0,
+            "log": "",
+            "workdir": None,
+            "kept": False,
+        },
     )
     try:
-        (found,) = list_resources(run="deadrun")
+        (found,) = run_resources("deadrun")
         assert found.orphaned
-        manager = Manager(new_run_id(), "process")
+        manager = Manager(Settings(backend="process"))
         try:
             command = (sys.executable, "-m", "http.server", "--bind", "{host}", "{port}")
             manager.start(ServiceSpec(name="plain", command=command, ready=TcpCheck()))
         finally:
             manager.close()
         assert orphan.wait(timeout=10) == -signal.SIGKILL
-        assert list_resources(run="deadrun") == []
+        assert run_resources("deadrun") == []
     finally:
         orphan.kill()
-        orphan.wait()
+        orphan.communicate()
         record.unlink(missing_ok=True)

@@ -6,17 +6,21 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from testinfra import PortAllocationError
+from testinfra import Settings
 from testinfra import reserve_port
+from testinfra._child import child_env
 from testinfra._ports import held_port_locks
 from testinfra._ports import port_range
+from testinfra._statedir import StateDir
 
 
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+def held() -> dict[int, int]:
+    return held_port_locks(StateDir(Settings.from_env().state_dir))
 
 
 def hold_ports(count: int) -> subprocess.Popen[str]:
@@ -39,8 +43,16 @@ def hold_ports(count: int) -> subprocess.Popen[str]:
     )
 
 
+def test_a_released_port_leaves_no_lock_file_behind() -> None:
+    reservation = reserve_port()
+    lock = StateDir(Settings.from_env().state_dir).sub("ports") / f"{reservation.port}.lock"
+    assert lock.exists()
+    reservation.release()
+    assert not lock.exists()
+
+
 def test_reserved_ports_are_outside_the_ephemeral_range() -> None:
-    low, high = (int(p) for p in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    low, high = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     with reserve_port() as reservation:
         assert reservation.port in port_range()
         assert not low <= reservation.port <= high
@@ -50,11 +62,11 @@ def test_a_held_port_is_not_handed_out_again_and_release_frees_it() -> None:
     first = reserve_port()
     others = [reserve_port() for _ in range(20)]
     assert first.port not in {r.port for r in others}
-    assert held_port_locks()[first.port] == os.getpid()
+    assert held()[first.port] == os.getpid()
     first.release()
     assert not first.held
     # (Another process may take the port at once: check only that we no longer hold it.)
-    assert held_port_locks().get(first.port) != os.getpid()
+    assert held().get(first.port) != os.getpid()
     for reservation in others:
         reservation.release()
 
@@ -75,10 +87,10 @@ def test_the_kernel_releases_a_reservation_when_its_owner_is_killed() -> None:
     child = hold_ports(1)
     assert child.stdout is not None
     (port,) = json.loads(child.stdout.readline())
-    assert held_port_locks()[port] == child.pid
+    assert held()[port] == child.pid
     child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert held_port_locks().get(port) != child.pid
+    child.communicate()
+    assert held().get(port) != child.pid
 
 
 def test_bad_range_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

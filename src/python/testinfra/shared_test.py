@@ -3,44 +3,46 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import httpx
 import pytest
 
-from testinfra._reaper import list_resources
+from testinfra._child import child_env
+from testinfra.conftest import run_resources
 
 # Six tests over two workers, all on one shared web_server2; each notes which instance it got.
 SHARED_TESTS = """
-import json, os, pathlib
+import json
+import os
+
 import httpx
 import pytest
 from specs import WS2
-from testinfra import TestinfraError
+from testinfra import SharedServiceError
 from testinfra import service_fixture
 
 web_server2 = service_fixture(WS2, scope="shared")
 
 @pytest.mark.parametrize("n", range(6))
-def test_uses_the_shared_service(web_server2, n):
+def test_uses_the_shared_service(web_server2, n, testinfra_manager):
     assert httpx.get(web_server2.url + "/kennel").status_code == 200
     web_server1 = web_server2.dependency("web_server1")
-    note = {{"run": os.environ["TESTINFRA_RUN_ID"], "worker": os.getpid(),
-             "ids": [web_server2.resource_id, web_server1.resource_id]}}
-    with open({notes!r}, "a") as f:
+    note = {"run": testinfra_manager.run_id, "worker": os.getpid(),
+            "ids": [web_server2.resource_id, web_server1.resource_id]}
+    with open("notes.jsonl", "a") as f:
         f.write(json.dumps(note) + "\\n")
 
 def test_a_shared_service_cannot_be_killed_by_one_test(web_server2):
-    with pytest.raises(TestinfraError, match="shared service 'web_server2'"):
+    with pytest.raises(SharedServiceError, match="shared service 'web_server2'"):
         web_server2.kill()
 """
 
 
 def run_sessions(inner: pytest.Pytester, count: int) -> list[dict[str, object]]:
     notes = inner.path / "notes.jsonl"
-    inner.makepyfile(test_shared=SHARED_TESTS.format(notes=str(notes)))
+    inner.makepyfile(test_shared=SHARED_TESTS)
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", "test_shared.py"]
     sessions = [
         subprocess.Popen(command, cwd=inner.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -58,7 +60,7 @@ def test_one_instance_per_run_for_all_its_workers(inner: pytest.Pytester) -> Non
     assert len({note["worker"] for note in notes}) == 2, "both workers ran tests"
     assert len({tuple(note["ids"]) for note in notes}) == 1  # type: ignore[arg-type]
     (run,) = {note["run"] for note in notes}
-    assert list_resources(run=str(run)) == []
+    assert run_resources(str(run)) == []
 
 
 def test_concurrent_runs_each_get_their_own_instance(inner: pytest.Pytester) -> None:
@@ -70,12 +72,13 @@ def test_concurrent_runs_each_get_their_own_instance(inner: pytest.Pytester) -> 
     assert all(len(instances) == 1 for instances in runs.values())
     assert len({ids for instances in runs.values() for ids in instances}) == 4
     for run in runs:
-        assert list_resources(run=str(run)) == []
+        assert run_resources(str(run)) == []
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p)}
-    return subprocess.run([sys.executable, "-m", "testinfra", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "testinfra", *args], capture_output=True, text=True, env=child_env()
+    )
 
 
 def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them(
@@ -83,16 +86,18 @@ def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them
 ) -> None:
     info_file = inner.path / "info.json"
     inner.makepyfile(
-        test_keep=f"""
-        import json, os, pathlib
+        test_keep="""
+        import json
+        import pathlib
+
         from specs import WS1
         from testinfra import service_fixture
 
         web_server1 = service_fixture(WS1)
 
-        def test_fails(web_server1):
-            info = {{"url": web_server1.url, "run": os.environ["TESTINFRA_RUN_ID"]}}
-            pathlib.Path({str(info_file)!r}).write_text(json.dumps(info))
+        def test_fails(web_server1, testinfra_manager):
+            info = {"url": web_server1.url, "run": testinfra_manager.run_id}
+            pathlib.Path("info.json").write_text(json.dumps(info))
             assert False, "deliberate"
 
         def test_passes(web_server1):
@@ -109,7 +114,7 @@ def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them
         ]
     )
     info = json.loads(info_file.read_text())
-    kept = list_resources(run=info["run"])
+    kept = run_resources(info["run"])
     try:
         assert [(r.name, r.kept) for r in kept if r.kind != "network"] == [
             ("web_server1", True)
@@ -129,12 +134,12 @@ def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them
             """
         )
         inner.runpytest_subprocess("-p", "no:cacheprovider", "test_other.py").assert_outcomes(passed=1)
-        assert list_resources(run=info["run"]) == kept
+        assert run_resources(info["run"]) == kept
     finally:
         removed = run_cli("reap", "--kept", "--run", info["run"])
     assert removed.returncode == 0
     assert "removed" in removed.stdout
-    assert list_resources(run=info["run"]) == []
+    assert run_resources(info["run"]) == []
 
 
 def test_doctor_reports_what_it_found() -> None:

@@ -1,0 +1,108 @@
+"""Starting child processes: their environment, and tying their life to ours.
+
+A child that must die with us gets the kernel's parent-death signal. The kernel sends it when the
+*thread* that forked the child ends, not the process, so such children are forked by one spawner
+thread that lives as long as the process (a service started from a short-lived thread, such as a
+background pool filler, would otherwise be killed when that thread ends).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import IO
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment plus our import path, so a `{python}` child imports what we import.
+
+    (A Pants sandbox builds sys.path at runtime; PYTHONPATH alone would miss it.)
+    """
+    path = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    def set_signal() -> None:
+        # Runs in the child between fork and exec.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)  # the parent died before the signal was armed
+
+    return set_signal
+
+
+class _Spawner:
+    """One long-lived thread that forks every child meant to die with this process."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[Any]]]
+        self._jobs = queue.SimpleQueue()
+        self._pid = os.getpid()
+        threading.Thread(target=self._serve, name="testinfra-spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def run(self, job: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((job, future))
+        return future.result()
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def _get_spawner() -> _Spawner:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or _spawner._pid != os.getpid():  # a forked child needs its own thread
+            _spawner = _Spawner()
+        return _spawner
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    stdout: IO[bytes] | int | None,
+    die_with_parent: bool,
+    stderr: IO[bytes] | int | None = subprocess.STDOUT,
+    pass_fds: Sequence[int] = (),
+    cwd: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session (a Ctrl-C at the terminal reaches only pytest, which then
+    stops services in order); with `die_with_parent`, the kernel kills it if we die."""
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=dict(env),
+            pass_fds=tuple(pass_fds),
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()) if die_with_parent else None,
+        )
+
+    return _get_spawner().run(start) if die_with_parent else start()

@@ -1,0 +1,370 @@
+"""Manager: starts services (dependencies first), shares them across a run, tears them down.
+
+Public: `start(spec)`, `start_shared(spec)`, `release(service)`, `close()`, and `run_id`,
+`settings`, `kept`. Everything a backend does sits behind the Backend protocol; everything about
+ownership (owner sets, the watchdog, the sweep) is in _owner, _watchdog and _reaper.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
+from pathlib import Path
+
+from testinfra._backends import KINDS
+from testinfra._backends import BackendKind
+from testinfra._backends import open_backend
+from testinfra._backends.base import Backend
+from testinfra._backends.base import Instance
+from testinfra._backends.base import Placement
+from testinfra._errors import BackendUnavailableError
+from testinfra._errors import ServiceStartError
+from testinfra._errors import SpecError
+from testinfra._errors import TestinfraError
+from testinfra._owner import Owner
+from testinfra._owner import OwnerSet
+from testinfra._reaper import reap_run
+from testinfra._reaper import sweep
+from testinfra._service import Service
+from testinfra._settings import Settings
+from testinfra._shared import SharedRecord
+from testinfra._shared import SharedSlot
+from testinfra._spec import ServiceSpec
+from testinfra._spec import render
+from testinfra._spec import start_order
+from testinfra._statedir import StateDir
+from testinfra._watchdog import ensure_watchdog
+from testinfra._watchdog import mark_backend
+
+
+@dataclass
+class _Graph:
+    """A service and everything started with it, in start order."""
+
+    backend: Backend
+    instances: list[Instance] = field(default_factory=list)
+    service: Service | None = None
+    # A network made for this graph alone (shared graphs), removed with it.
+    network: str | None = None
+
+
+def _resolve_env(spec: ServiceSpec, deps: dict[str, Service]) -> dict[str, str]:
+    def peer_value(peer: str | None, name: str) -> str:
+        assert peer is not None  # validated by ServiceSpec
+        return str(getattr(deps[peer].peer, name))
+
+    return {key: render(value, peer_value) for key, value in spec.env.items()}
+
+
+class Manager:
+    """Everything one test process started; `close()` stops it all, whatever happened before."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        run_id: str | None = None,
+        run_owner: Owner | None = None,
+        image_roots: Sequence[Path] = (),
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        # The process that began the run; shared services belong to it, not to a worker.
+        self.run_owner = run_owner or Owner.me()
+        self.kept: list[Service] = []
+        self._state = StateDir(self.settings.state_dir)
+        self._image_roots = tuple(image_roots)
+        self._backends: dict[str, Backend] = {}
+        self._unavailable: dict[str, BackendUnavailableError] = {}
+        self._private_networks: dict[str, str] = {}
+        self._live: list[_Graph] = []
+        self._shared: list[tuple[Service, SharedSlot]] = []
+        self._registered = False
+
+    # -- backends ------------------------------------------------------------------------------
+
+    def _backend(self, kind: BackendKind) -> Backend:
+        if kind in self._unavailable:
+            raise self._unavailable[kind]
+        if kind not in self._backends:
+            try:
+                self._backends[kind] = open_backend(kind, self.settings, self._state, self._image_roots)
+            except BackendUnavailableError as exc:
+                self._unavailable[kind] = exc  # asked once per manager, not once per service
+                raise
+        return self._backends[kind]
+
+    def _recorded_backend(self, record: SharedRecord) -> Backend:
+        for kind in KINDS:
+            if record.get("backend") == kind:
+                return self._backend(kind)
+        raise TestinfraError(f"a shared-service record names an unknown backend {record.get('backend')!r}")
+
+    def _backend_for(self, order: list[ServiceSpec]) -> Backend:
+        """One backend for a whole graph: containers cannot reach local processes by name."""
+        requested = self.settings.backend
+        backend = self._auto_choice(order) if requested == "auto" else self._backend(requested)
+        missing = [spec.name for spec in order if not backend.supports(spec)]
+        if missing:
+            raise SpecError(
+                f"backend {backend.name!r} needs {backend.needs} for every service; {missing} have none"
+            )
+        return backend
+
+    def _auto_choice(self, order: list[ServiceSpec]) -> Backend:
+        try:
+            docker = self._backend("docker")
+        except BackendUnavailableError as exc:
+            if self.settings.require_docker:
+                raise BackendUnavailableError(
+                    f"Docker is required here (TESTINFRA_REQUIRE_DOCKER / --testinfra-require-docker): {exc}"
+                ) from exc
+        else:
+            if all(docker.supports(spec) for spec in order):
+                return docker
+        process = self._backend("process")
+        if not all(process.supports(spec) for spec in order):
+            raise BackendUnavailableError(
+                f"service {order[-1].name!r} needs a Docker engine (some of its services have no command) "
+                "and none answers; start an engine or give every spec a command to run as local processes"
+            )
+        return process
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def _run_owners(self) -> OwnerSet:
+        return OwnerSet(self._state.sub("runs", self.run_id, "owners"))
+
+    def _register(self, backend: Backend, shared: bool) -> None:
+        """Before this process's first resource: sweep orphans, then join the run's watchdog.
+
+        Here rather than at session start, so sessions that start no service pay nothing.
+        """
+        if not self._registered:
+            # With the backends in use: a process-only session does not connect to Docker for it.
+            sweep(self.settings, self._state, list(self._backends.values()))
+            self._run_owners().add(Owner.me())
+            ensure_watchdog(self.settings, self._state, self.run_id)
+            self._registered = True
+        mark_backend(self._state, self.run_id, backend.name)
+        if shared:
+            # The run's owner owns shared services: the watchdog must watch it too.
+            self._run_owners().add(self.run_owner)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def _start_graph(
+        self, spec: ServiceSpec, *, shared: bool, progress: Callable[[_Graph], None] | None = None
+    ) -> _Graph:
+        """Start `spec` after its dependencies, each ready before the next; on any failure,
+        remove what this call started. `progress` sees the graph after each step."""
+        order = start_order(spec)
+        backend = self._backend_for(order)
+        self._register(backend, shared)
+        placement = Placement(
+            self.run_id,
+            self.run_owner if shared else Owner.me(),
+            detached=shared or self.settings.keep_on_failure,
+        )
+        graph = _Graph(backend)
+        services: dict[str, Service] = {}
+        try:
+            if len(order) > 1:
+                if shared:
+                    graph.network = backend.create_network("shared", placement)
+                    network = graph.network
+                else:
+                    network = self._private_network(backend, placement)
+                placement = replace(placement, network=network)
+                if progress:
+                    progress(graph)
+            for node in order:
+                deps = {dep.name: services[dep.name] for dep in node.depends_on}
+                graph.instances.append(backend.create(node, _resolve_env(node, deps), placement))
+                if progress:
+                    progress(graph)
+                services[node.name] = Service(node, graph.instances[-1], backend.name, deps, shared=shared)
+                services[node.name].wait_ready()
+        except BaseException:
+            self._teardown(graph)
+            raise
+        graph.service = services[spec.name]
+        return graph
+
+    def _private_network(self, backend: Backend, placement: Placement) -> str | None:
+        """This process's network for its private graphs, made on first use."""
+        if backend.name not in self._private_networks:
+            network = backend.create_network("private", placement)
+            if network is None:
+                return None
+            self._private_networks[backend.name] = network
+        return self._private_networks[backend.name]
+
+    def start(self, spec: ServiceSpec) -> Service:
+        """Start a private instance of `spec` (and of its dependencies) for this process."""
+        graph = self._start_graph(spec, shared=False)
+        self._live.append(graph)
+        assert graph.service is not None
+        return graph.service
+
+    def start_shared(self, spec: ServiceSpec) -> Service:
+        """The run's one instance of `spec`, started by whichever process asks first."""
+        slot = SharedSlot(self._state.sub("runs", self.run_id, "shared", spec.fingerprint))
+        with slot.locked():
+            slot.users.add(Owner.me())
+            record = slot.read()
+            if record is not None and "failed" in record:
+                raise ServiceStartError(
+                    f"another process of this run could not start it: {record['failed']}", service=spec.name
+                )
+            service = self._attach_graph(spec, record) if record and record.get("complete") else None
+            if service is None:
+                if record is not None:
+                    self._remove_recorded(spec, record)  # dead, or its starter died half-way
+                    slot.clear()
+                service = self._start_shared_graph(spec, slot)
+        self._shared.append((service, slot))
+        return service
+
+    def _start_shared_graph(self, spec: ServiceSpec, slot: SharedSlot) -> Service:
+        def progress(graph: _Graph) -> None:
+            slot.write(self._shared_record(spec, graph, complete=False))
+
+        try:
+            graph = self._start_graph(spec, shared=True, progress=progress)
+        except TestinfraError as exc:
+            slot.write({"failed": str(exc)})
+            raise
+        slot.write(self._shared_record(spec, graph, complete=True))
+        assert graph.service is not None
+        return graph.service
+
+    @staticmethod
+    def _shared_record(spec: ServiceSpec, graph: _Graph, *, complete: bool) -> SharedRecord:
+        names = [node.name for node in start_order(spec)]
+        return {
+            "backend": graph.backend.name,
+            "network": graph.network,
+            "instances": {
+                name: instance.record() for name, instance in zip(names, graph.instances, strict=False)
+            },
+            "complete": complete,
+        }
+
+    def _attach_graph(self, spec: ServiceSpec, record: SharedRecord) -> Service | None:
+        """Handles on a shared graph another process started; None if any part of it is gone."""
+        backend = self._recorded_backend(record)
+        services: dict[str, Service] = {}
+        try:
+            for node in start_order(spec):
+                deps = {dep.name: services[dep.name] for dep in node.depends_on}
+                instance = backend.attach(node, record["instances"][node.name])
+                if instance.exit_code() is not None:
+                    return None
+                services[node.name] = Service(node, instance, backend.name, deps, shared=True)
+        except TestinfraError:
+            return None  # gone, or its engine went away: start a new one
+        return services[spec.name]
+
+    def _remove_recorded(self, spec: ServiceSpec, record: SharedRecord) -> None:
+        if "backend" not in record:
+            return
+        backend = self._recorded_backend(record)
+        graph = _Graph(backend, network=record.get("network"))
+        for node in start_order(spec):
+            if node.name in record.get("instances", {}):
+                try:
+                    graph.instances.append(backend.attach(node, record["instances"][node.name]))
+                except TestinfraError:
+                    continue  # already gone
+        self._teardown(graph)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def release(self, service: Service) -> None:
+        """Tear down `service` and what was started with it (or keep it, see Service.keep)."""
+        for i, (shared, slot) in enumerate(self._shared):
+            if shared is service:
+                del self._shared[i]
+                self._release_shared(service, slot)
+                return
+        for i, graph in enumerate(self._live):
+            if graph.service is service:
+                del self._live[i]
+                if service.keep:
+                    for instance in graph.instances:
+                        instance.keep()
+                    self.kept.append(service)
+                else:
+                    self._teardown(graph)
+                return
+
+    def _release_shared(self, service: Service, slot: SharedSlot) -> None:
+        with slot.locked():
+            slot.users.discard(Owner.me())
+            if slot.users.prune():
+                return  # others still use it
+            record = slot.read()
+            if record is not None:
+                self._remove_recorded(service.spec, record)
+                slot.clear()
+
+    @staticmethod
+    def _teardown(graph: _Graph) -> None:
+        """Remove a graph's instances (dependents first) and its network; all of them, even
+        when one fails, then raise the first failure."""
+        errors: list[BaseException] = []
+        for instance in reversed(graph.instances):
+            try:
+                instance.remove()
+            except TestinfraError as exc:
+                errors.append(exc)
+        if graph.network is not None:
+            try:
+                graph.backend.remove_network(graph.network)
+            except TestinfraError as exc:
+                errors.append(exc)
+        if errors:
+            raise TestinfraError(f"teardown failed for {len(errors)} resource(s): {errors!r}") from errors[0]
+
+    def close(self) -> None:
+        """Release everything this process started, keep tearing down after a failure, and raise
+        the first failure at the end. The run's owner also removes whatever the run left."""
+        errors: list[BaseException] = []
+        while self._shared or self._live:
+            service = self._shared[-1][0] if self._shared else self._live[-1].service
+            assert service is not None
+            try:
+                self.release(service)
+            except TestinfraError as exc:
+                errors.append(exc)
+        for kind, network in self._private_networks.items():
+            try:
+                self._backends[kind].remove_network(network)
+            except TestinfraError as exc:
+                errors.append(exc)
+        self._private_networks.clear()
+        try:
+            self._finish_run()
+        except TestinfraError as exc:
+            errors.append(exc)
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+        if errors:
+            raise errors[0]
+
+    def _finish_run(self) -> None:
+        me = Owner.me()
+        run_dir = self.settings.state_dir / "runs" / self.run_id
+        if self.run_owner == me and run_dir.is_dir():
+            # The run is over (xdist workers are done by now): only kept services may outlive it.
+            reap_run(self.settings, self._state, self.run_id, list(self._backends.values()))
+        if self._registered or (self.run_owner == me and run_dir.is_dir()):
+            # Nothing of ours is left: the watchdog may exit once the other owners are done.
+            self._run_owners().discard(me)
+            self._registered = False

@@ -1,0 +1,126 @@
+"""Settings: every knob of testinfra, validated once, from options, the environment or ini values.
+
+The pytest plugin reads them in `pytest_configure` (option > environment > ini); the command line
+and library users without pytest read the environment. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Literal
+from typing import get_args
+
+from testinfra._errors import SpecError
+
+BackendName = Literal["auto", "docker", "process"]
+BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
+
+DEFAULT_LABEL = "org.labrador.testinfra"
+_LABEL = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+_HIGHEST_PORT = 65535
+_LOWEST_PORT = 1024
+
+
+def default_state_dir() -> Path:
+    # Shared by every testinfra process of this user, deliberately not per process: locks only
+    # work if everyone sees the same files.
+    return Path(tempfile.gettempdir()) / f"testinfra-{os.getuid()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How testinfra runs services. See the README's settings table for each one."""
+
+    backend: BackendName = "auto"
+    require_docker: bool = False
+    keep_on_failure: bool = False
+    state_dir: Path = field(default_factory=default_state_dir)
+    # None: the ports below the kernel's ephemeral range (see _ports.port_range).
+    port_range: range | None = None
+    # Prefix of the labels on every container and network; the reaper finds them by it.
+    label: str = DEFAULT_LABEL
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise SpecError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.require_docker and self.backend == "process":
+            raise SpecError("Docker is required but the process backend was chosen; drop one of them")
+        # Absolute now: the watchdog runs from `/` and must find the same directory.
+        object.__setattr__(self, "state_dir", Path(os.path.abspath(self.state_dir)))
+        if not _LABEL.fullmatch(self.label):
+            raise SpecError(
+                f"label prefix {self.label!r} is invalid: use lowercase letters and digits separated by "
+                "'.' or '-', e.g. org.example.testinfra"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from TESTINFRA_* environment variables (the defaults where unset)."""
+        env = os.environ if environ is None else environ
+        return resolve(lambda name: env.get(env_var(name)))
+
+
+def env_var(name: str) -> str:
+    return "TESTINFRA_" + name.upper()
+
+
+def parse_flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SpecError(f"{env_var(name)}={value!r} is not a yes/no value: use 1 or 0")
+
+
+def parse_port_range(value: str) -> range:
+    try:
+        low, high = (int(part) for part in value.split("-"))
+    except ValueError:
+        raise SpecError(
+            f"{env_var('port_range')}={value!r} is not of the form LOW-HIGH, e.g. 20000-29999"
+        ) from None
+    if not _LOWEST_PORT <= low <= high <= _HIGHEST_PORT:
+        raise SpecError(
+            f"{env_var('port_range')}={value!r} must lie within {_LOWEST_PORT}-{_HIGHEST_PORT}, LOW <= HIGH"
+        )
+    return range(low, high + 1)
+
+
+def _parse_backend(name: str, value: str) -> BackendName:
+    for backend in BACKENDS:
+        if value == backend:
+            return backend
+    raise SpecError(f"{env_var(name)}={value!r} is not one of {', '.join(BACKENDS)}")
+
+
+# Each setting's parser; a setting a source does not give keeps its default.
+PARSERS: dict[str, Callable[[str, str], object]] = {
+    "backend": _parse_backend,
+    "require_docker": parse_flag,
+    "keep_on_failure": parse_flag,
+    "state_dir": lambda name, value: Path(value),
+    "port_range": lambda name, value: parse_port_range(value),
+    "label": lambda name, value: value,
+}
+
+
+def resolve(lookup: Callable[[str], str | bool | None]) -> Settings:
+    """Settings from `lookup(name)`, which returns a raw value or None where nothing was given."""
+    values: dict[str, object] = {}
+    for name, parse in PARSERS.items():
+        raw = lookup(name)
+        if isinstance(raw, bool):
+            values[name] = raw
+        elif raw is not None and raw != "":
+            values[name] = parse(name, raw)
+    return Settings(**values)  # type: ignore[arg-type]
