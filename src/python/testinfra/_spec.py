@@ -87,6 +87,7 @@ class ServiceSpec:
       ``{python}``, ``{host}``, ``{port}``, ``{fd}`` (pass it when the program can serve on an
       inherited socket, e.g. uvicorn ``--fd``: no other process can take the port meanwhile),
       ``{workdir}``.
+    - ``args``: the container's command (what follows the image's entrypoint), if not the image's.
     - ``port``: the port the service listens on inside its container.
     - ``ready``: a readiness check (HttpCheck() by default).
     - ``env``: extra environment. Values may name a dependency's address as this service sees it:
@@ -98,6 +99,7 @@ class ServiceSpec:
     name: str
     image: str | None = None
     command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
     port: int = 80
     ready: ReadinessCheck = field(default_factory=HttpCheck)
     env: Mapping[str, str] = field(default_factory=dict)
@@ -118,18 +120,12 @@ class ServiceSpec:
             raise fail("needs an image, a command, or both")
         if self.image is not None and (not isinstance(self.image, str) or not self.image.strip()):
             raise fail(f"image {self.image!r} is empty; give an image reference or a Pants address")
-        command: object = self.command  # checked as given, whatever the annotation says
-        if command is not None:
-            if isinstance(command, str) or not isinstance(command, Sequence) or not command:
-                raise fail(
-                    f"command must be a non-empty sequence of arguments, e.g. ('{{python}}', '-m', 'app'), "
-                    f"not {self.command!r}"
-                )
-            args = tuple(command)
-            object.__setattr__(self, "command", args)
-            for arg in args:
-                if not isinstance(arg, str):
-                    raise fail(f"command argument {arg!r} is not a string")
+        for field_name in ("command", "args"):
+            self._check_argv(field_name)
+        if self.args is not None and any(placeholders(arg) for arg in self.args):
+            raise fail("args (the container's command) take no placeholders; write {{ and }} for braces")
+        if self.command is not None:
+            for arg in self.command:
                 for peer, name in placeholders(arg):
                     if peer is not None or name not in COMMAND_FIELDS:
                         shown = f"{peer}.{name}" if peer else name
@@ -159,6 +155,21 @@ class ServiceSpec:
                 "connections before the service does. Use HttpCheck, or TcpCheck(send=..., expect=...)"
             )
 
+    def _check_argv(self, field_name: str) -> None:
+        value: object = getattr(self, field_name)  # checked as given, whatever the annotation says
+        if value is None:
+            return
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise SpecError(
+                f"service {self.name!r}: {field_name} must be a non-empty sequence of arguments, e.g. "
+                f"('{{python}}', '-m', 'app'), not {value!r}"
+            )
+        argv = tuple(value)
+        for arg in argv:
+            if not isinstance(arg, str):
+                raise SpecError(f"service {self.name!r}: {field_name} argument {arg!r} is not a string")
+        object.__setattr__(self, field_name, argv)
+
     def _check_env(self) -> None:
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         names = {dep.name for dep in self.depends_on}
@@ -187,6 +198,7 @@ class ServiceSpec:
             "name": self.name,
             "image": self.image,
             "command": self.command,
+            "args": self.args,
             "port": self.port,
             "ready": _check_identity(self.ready),
             "env": sorted(self.env.items()),

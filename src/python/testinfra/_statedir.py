@@ -15,6 +15,7 @@ reader never sees half a record and a full disk never leaves a partial one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -114,7 +115,12 @@ class StateDir:
 
 def open_private(path: Path, flags: int) -> int:
     """Open a file of ours without following symlinks; a created file is 0600 whatever the umask."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateDirError(f"{path} is a symlink, which testinfra never follows; remove it") from exc
+        raise
     try:
         info = os.fstat(fd)
         if info.st_uid != os.geteuid():

@@ -61,6 +61,13 @@ def run_resources(run: str) -> list[Resource]:
             backend.close()
 
 
+def report(scenario: str, backend: str, seconds: float | None = None) -> None:
+    """A row of the fault table (README), printed after the test checked that nothing is left:
+    `pytest -s ... | grep FAULT`."""
+    clean = f" clean={seconds:.2f}s" if seconds is not None else ""
+    print(f"FAULT {scenario:<40} {backend:<8} leftovers=0{clean}")
+
+
 def image_or_address(address: str, config: pytest.Config, backend: str) -> str:
     # Resolved here, from where pytest was started (Pants puts docker-info.json there),
     # because the inner sessions run in a temporary directory.

@@ -21,6 +21,7 @@ from testinfra._backends.base import Resource
 from testinfra._owner import process_start_time
 from testinfra._ports import held_port_locks
 from testinfra._statedir import StateDir
+from testinfra.conftest import report
 from testinfra.conftest import run_resources
 
 CLEAN_TIMEOUT = 20.0
@@ -97,11 +98,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-
-
-def report(scenario: str, backend: str, seconds: float) -> None:
-    # Collected for the fault table: `pytest -s ... | grep FAULT`.
-    print(f"FAULT {scenario:<28} {backend:<8} leftovers=0 clean={seconds:.2f}s")
 
 
 def check_next_run_starts_cleanly(inner: pytest.Pytester) -> None:

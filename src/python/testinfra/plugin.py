@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from collections.abc import Generator
@@ -172,6 +173,12 @@ class TestinfraPlugin:
         try:
             # Safety net: fixtures release their services, but an interrupted session may not get there.
             self.manager.close()
+        except TestinfraError as exc:
+            # After the summary, a traceback would bury the point: one line, and the watchdog goes on.
+            first = str(exc).splitlines()[0]
+            print(
+                f"testinfra: teardown incomplete ({first}); the run's watchdog keeps trying", file=sys.stderr
+            )
         finally:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)

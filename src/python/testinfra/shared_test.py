@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
 
 from testinfra._child import child_env
+from testinfra.conftest import report
 from testinfra.conftest import run_resources
 
 # Six tests over two workers, all on one shared web_server2; each notes which instance it got.
 SHARED_TESTS = """
 import json
+import os
 import os
 
 import httpx
@@ -135,11 +140,119 @@ def test_keep_on_failure_leaves_the_services_running_and_says_how_to_remove_them
         )
         inner.runpytest_subprocess("-p", "no:cacheprovider", "test_other.py").assert_outcomes(passed=1)
         assert run_resources(info["run"]) == kept
+        # So does one of another job or user (another state directory): "kept" is on the resource.
+        other_job = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_other.py"],
+            cwd=inner.path,
+            env={**os.environ, "TESTINFRA_STATE_DIR": str(inner.path / "other-job-state")},
+            capture_output=True,
+            text=True,
+        )
+        assert other_job.returncode == 0, other_job.stdout[-2000:]
+        assert run_resources(info["run"]) == kept
     finally:
         removed = run_cli("reap", "--kept", "--run", info["run"])
     assert removed.returncode == 0
     assert "removed" in removed.stdout
     assert run_resources(info["run"]) == []
+
+
+# Four tests on one shared web_server2 graph whose readiness waits for a gate the outer test opens;
+# each probe leaves a note of the worker that runs it, so the outer test can kill the starter.
+GATED_TESTS = """
+import json
+import os
+import os
+import pathlib
+from dataclasses import dataclass
+
+import pytest
+from specs import WS2
+from testinfra import HttpCheck
+from testinfra import service_fixture
+
+
+@dataclass(frozen=True)
+class Gate:
+    def probe(self, target):
+        pathlib.Path(f"probing-{os.getpid()}").touch()
+        return pathlib.Path("gate").exists() and HttpCheck().probe(target)
+
+
+GATED = WS2.__class__(**{**WS2.__dict__, "ready": Gate()})
+web_server2 = service_fixture(GATED, scope="shared")
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_uses_it(web_server2, n, testinfra_manager):
+    pathlib.Path(f"run-{testinfra_manager.run_id}").touch()
+    assert web_server2.exit_code() is None
+"""
+
+
+def test_a_shared_start_whose_starter_is_killed_is_taken_over_and_nothing_is_left(
+    inner: pytest.Pytester, backend: str
+) -> None:
+    inner.makepyfile(test_gated=GATED_TESTS)
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", "test_gated.py"],
+        cwd=inner.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(inner.path.glob("probing-*")):
+            assert session.poll() is None and time.monotonic() < deadline, "no worker began the shared start"
+            time.sleep(0.02)
+        (starter,) = {int(path.name.split("-")[1]) for path in inner.path.glob("probing-*")}
+        os.kill(starter, signal.SIGKILL)  # mid-start: its graph is half up, its lock released
+        (inner.path / "gate").touch()
+        output, _ = session.communicate(timeout=300)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.communicate()
+    text = output.decode(errors="replace")
+    # The killed worker's test fails (xdist reports the crash); the others ran on the new instance.
+    assert "3 passed" in text, text[-3000:]
+    (run,) = {path.name[len("run-") :] for path in inner.path.glob("run-*")}
+    assert run_resources(run) == []
+    report("shared starter SIGKILLed mid-start", backend)
+
+
+FAILING_TESTS = """
+import pytest
+from testinfra import ServiceSpec
+from testinfra import service_fixture
+
+from specs import IMAGES
+
+BROKEN = ServiceSpec(
+    name="broken",
+    image=IMAGES["web_server1"],
+    command=("{python}", "-c", "open('starts', 'a').write('x'); raise SystemExit(1)"),
+    env={"WEB_SERVER1_MAX_DOGS": "lots"},
+)
+broken = service_fixture(BROKEN, scope="shared")
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_uses_it(broken, n):
+    pass
+"""
+
+
+def test_a_shared_start_that_failed_fails_the_other_workers_at_once(
+    inner: pytest.Pytester, backend: str
+) -> None:
+    inner.makepyfile(test_failing=FAILING_TESTS)
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "-n", "4", "test_failing.py")
+    result.assert_outcomes(errors=8)
+    result.stdout.fnmatch_lines(["*another process of this run could not start it*"])
+    if backend == "process":
+        # One start in all, not one per worker.
+        assert (inner.path / "starts").read_text() == "x"
 
 
 def test_doctor_reports_what_it_found() -> None:

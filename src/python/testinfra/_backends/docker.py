@@ -350,6 +350,7 @@ class DockerBackend:
                     name=name,
                     labels=self._labels(placement, service=spec.name),
                     environment=env,
+                    command=list(spec.args) if spec.args is not None else None,
                     # Docker picks a free host port at bind time: no race with other processes.
                     ports={f"{spec.port}/tcp": (_HOST, None)},
                     **network,

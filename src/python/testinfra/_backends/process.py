@@ -102,10 +102,9 @@ def _own_workdir(path: str | None) -> Path | None:
 
 
 def _signal_group(pid: int, start_time: int | None, sig: signal.Signals) -> None:
-    """Signal the process group of `pid`, only if `pid` is still the process we started."""
-    if start_time is None or process_start_time(pid) != start_time:
-        return  # gone, or the pid now names another process
-    if os.geteuid() != 0 and process_uid(pid) != os.geteuid():
+    """Signal the process group of `pid`, only if `pid` is still the process we started: same start
+    time (a reused pid has another) and ours (we start services as ourselves, root included)."""
+    if start_time is None or process_start_time(pid) != start_time or process_uid(pid) != os.geteuid():
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
