@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -28,6 +29,7 @@ from testinfra import StateDirError
 from testinfra import TcpCheck
 from testinfra._backends.process import ProcessBackend
 from testinfra._child import child_env
+from testinfra._child import spawn
 from testinfra._owner import Owner
 from testinfra._owner import process_start_time
 from testinfra._owner import wait_for_any_exit
@@ -313,10 +315,9 @@ def test_a_full_disk_when_the_record_is_written_leaves_no_untracked_process(
     state: StateDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spawned: list[int] = []
-    real_spawn = __import__("testinfra._backends.process", fromlist=["spawn"]).spawn
 
-    def spawn_and_note(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = real_spawn(*args, **kwargs)  # type: ignore[arg-type]
+    def spawn_and_note(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = spawn(*args, **kwargs)
         spawned.append(proc.pid)
         return proc
 
