@@ -7,6 +7,8 @@ WEB_SERVER2 = ServiceSpec(
     command=("{python}", "-m", "labrador.web_server2.main", "--fd", "{fd}"),
     port=80,
     depends_on=(WEB_SERVER1,),
+    # Its health does not depend on web_server1 (it calls it per request): start both at once.
+    wait_for_dependencies=False,
     env={
         "WEB_SERVER2_UPSTREAM_URL": "{web_server1.url}",
         # Short, so a test of an unresponsive web_server1 does not wait long for its 504.

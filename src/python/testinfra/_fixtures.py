@@ -16,6 +16,8 @@ from testinfra._spec import ServiceSpec
 
 Scope = Literal["function", "class", "module", "package", "session", "shared"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
+# The attribute of a function-scoped fixture's function that names its spec.
+POOLED_SPEC = "_testinfra_pooled_spec"
 # A shared service is a session fixture in each process of the run.
 _PYTEST_SCOPE: dict[Scope, Literal["function", "class", "module", "package", "session"]] = {
     "function": "function",
@@ -37,8 +39,9 @@ def service_fixture(spec: ServiceSpec, *, scope: Scope = "function", name: str |
 
         def test_health(web): ...
 
-    `name` overrides it. Scope "shared" is one instance for every xdist worker of the run (a
-    session fixture in each), which tests may not stop or restart.
+    `name` overrides it. At function scope each test gets a never-used instance from a warm pool
+    (the next ones start while a test runs). Scope "shared" is one instance for every xdist
+    worker of the run (a session fixture in each), which tests may not stop or restart.
     """
     if scope not in SCOPES:
         raise SpecError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
@@ -47,11 +50,19 @@ def service_fixture(spec: ServiceSpec, *, scope: Scope = "function", name: str |
     shared = scope == "shared"
 
     def fixture(testinfra_manager: Manager) -> Iterator[Service]:
-        service = testinfra_manager.start_shared(spec) if shared else testinfra_manager.start(spec)
+        if shared:
+            service = testinfra_manager.start_shared(spec)
+        elif scope == "function":
+            service = testinfra_manager.take(spec)
+        else:
+            service = testinfra_manager.start(spec)
         try:
             yield service
         finally:
             testinfra_manager.release(service)
 
     fixture.__doc__ = f"The {spec.name!r} service ({scope} scope)."
+    if scope == "function":
+        # The plugin counts the collected tests that use it, so the pool starts no more than needed.
+        setattr(fixture, POOLED_SPEC, spec)
     return pytest.fixture(scope=_PYTEST_SCOPE[scope], name=name)(fixture)

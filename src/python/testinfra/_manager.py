@@ -1,19 +1,26 @@
 """Manager: starts services (dependencies first), shares them across a run, tears them down.
 
-Public: `start(spec)`, `start_shared(spec)`, `release(service)`, `close()`, and `run_id`,
-`settings`, `kept`. Everything a backend does sits behind the Backend protocol; everything about
-ownership (owner sets, the watchdog, the sweep) is in _owner, _watchdog and _reaper.
+Public: `start(spec)`, `take(spec)`, `expect(spec, uses)`, `start_shared(spec)`,
+`release(service)`, `close()`, and `run_id`, `settings`, `kept`. Everything a backend does sits
+behind the Backend protocol; everything about ownership (owner sets, the watchdog, the sweep) is
+in _owner, _watchdog and _reaper. Start cost is hidden where it can be: the services of a graph
+get ready side by side, warm pools start per-test instances ahead (_pool), used ones are removed
+in the background, and joining the run's watchdog overlaps the first start.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from testinfra._backends import KINDS
 from testinfra._backends import BackendKind
@@ -27,6 +34,7 @@ from testinfra._errors import SpecError
 from testinfra._errors import TestinfraError
 from testinfra._owner import Owner
 from testinfra._owner import OwnerSet
+from testinfra._pool import Pool
 from testinfra._reaper import reap_run
 from testinfra._reaper import sweep
 from testinfra._service import Service
@@ -37,8 +45,27 @@ from testinfra._spec import ServiceSpec
 from testinfra._spec import render
 from testinfra._spec import start_order
 from testinfra._statedir import StateDir
+from testinfra._statedir import touch
 from testinfra._watchdog import ensure_watchdog
 from testinfra._watchdog import mark_backend
+
+T = TypeVar("T")
+# In a run's directory: present once a process other than the run's owner made resources.
+_OTHERS = "others"
+
+
+def _in_thread(call: Callable[[], T]) -> Future[T]:
+    """Run `call` on a thread of its own (not on the executor, whose jobs wait for these)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True, name="testinfra-start").start()
+    return future
 
 
 @dataclass
@@ -82,21 +109,29 @@ class Manager:
         self._unavailable: dict[str, BackendUnavailableError] = {}
         self._private_networks: dict[str, str] = {}
         self._live: list[_Graph] = []
+        self._pooled: list[_Graph] = []
         self._shared: list[tuple[Service, SharedSlot]] = []
-        self._registered = False
+        self._pools: dict[str, Pool[_Graph]] = {}
+        self._registration: Future[None] | None = None
+        self._removals: list[Future[None]] = []
+        # Pools fill and used instances go away on these threads while the tests run.
+        self._executor = ThreadPoolExecutor(self.settings.pool_depth + 2, thread_name_prefix="testinfra-pool")
+        # Guards the state above against those threads.
+        self._lock = threading.RLock()
 
     # -- backends ------------------------------------------------------------------------------
 
     def _backend(self, kind: BackendKind) -> Backend:
-        if kind in self._unavailable:
-            raise self._unavailable[kind]
-        if kind not in self._backends:
-            try:
-                self._backends[kind] = open_backend(kind, self.settings, self._state, self._image_roots)
-            except BackendUnavailableError as exc:
-                self._unavailable[kind] = exc  # asked once per manager, not once per service
-                raise
-        return self._backends[kind]
+        with self._lock:
+            if kind in self._unavailable:
+                raise self._unavailable[kind]
+            if kind not in self._backends:
+                try:
+                    self._backends[kind] = open_backend(kind, self.settings, self._state, self._image_roots)
+                except BackendUnavailableError as exc:
+                    self._unavailable[kind] = exc  # asked once per manager, not once per service
+                    raise
+            return self._backends[kind]
 
     def _recorded_backend(self, record: SharedRecord) -> Backend:
         for kind in KINDS:
@@ -139,32 +174,48 @@ class Manager:
     def _run_owners(self) -> OwnerSet:
         return OwnerSet(self._state.sub("runs", self.run_id, "owners"))
 
-    def _register(self, backend: Backend, shared: bool) -> None:
-        """Before this process's first resource: sweep orphans, then join the run's watchdog.
+    def _register(self, backend: Backend, shared: bool) -> Future[None]:
+        """Before this process's first resource: join the run's owners, then, on a thread beside
+        the first start, sweep orphans and make sure the run's watchdog runs. A start waits for
+        that before it returns its service.
 
         Here rather than at session start, so sessions that start no service pay nothing.
         """
-        if not self._registered:
-            # With the backends in use: a process-only session does not connect to Docker for it.
-            sweep(self.settings, self._state, list(self._backends.values()))
-            self._run_owners().add(Owner.me())
-            ensure_watchdog(self.settings, self._state, self.run_id)
-            self._registered = True
-        mark_backend(self._state, self.run_id, backend.name)
-        if shared:
-            # The run's owner owns shared services: the watchdog must watch it too.
-            self._run_owners().add(self.run_owner)
+        with self._lock:
+            if self._registration is None:
+                self._run_owners().add(Owner.me())
+                # With the backends in use: a process-only session does not connect to Docker for it.
+                backends = list(self._backends.values())
+
+                def join() -> None:
+                    sweep(self.settings, self._state, backends)
+                    ensure_watchdog(self.settings, self._state, self.run_id)
+
+                self._registration = _in_thread(join)
+            mark_backend(self._state, self.run_id, backend.name)
+            if Owner.me() != self.run_owner:
+                # Another process of the run (an xdist worker) makes resources: at its end the run's
+                # owner must look for what they left, not only release its own.
+                touch(self._state.run_dir(self.run_id) / _OTHERS)
+            if shared:
+                # The run's owner owns shared services: the watchdog must watch it too.
+                self._run_owners().add(self.run_owner)
+            return self._registration
 
     # -- starting ------------------------------------------------------------------------------
 
     def _start_graph(
         self, spec: ServiceSpec, *, shared: bool, progress: Callable[[_Graph], None] | None = None
     ) -> _Graph:
-        """Start `spec` after its dependencies, each ready before the next; on any failure,
-        remove what this call started. `progress` sees the graph after each step."""
+        """Start `spec` and its dependencies; on any failure, remove what this call started.
+
+        A service is created once its dependencies are ready, or, if its spec does not need that
+        (`wait_for_dependencies=False`), as soon as they exist and their addresses are known; the
+        readiness checks of a graph run side by side. `progress` sees the graph after each step.
+        """
         order = start_order(spec)
         backend = self._backend_for(order)
-        self._register(backend, shared)
+        registration = self._register(backend, shared)
         placement = Placement(
             self.run_id,
             self.run_owner if shared else Owner.me(),
@@ -172,6 +223,7 @@ class Manager:
         )
         graph = _Graph(backend)
         services: dict[str, Service] = {}
+        ready: dict[str, Future[float]] = {}
         try:
             if len(order) > 1:
                 if shared:
@@ -183,12 +235,20 @@ class Manager:
                 if progress:
                     progress(graph)
             for node in order:
+                if node.wait_for_dependencies:
+                    for dep in node.depends_on:
+                        ready[dep.name].result()
                 deps = {dep.name: services[dep.name] for dep in node.depends_on}
                 graph.instances.append(backend.create(node, _resolve_env(node, deps), placement))
                 if progress:
                     progress(graph)
                 services[node.name] = Service(node, graph.instances[-1], backend.name, deps, shared=shared)
-                services[node.name].wait_ready()
+                if node is not spec:
+                    ready[node.name] = _in_thread(services[node.name].wait_ready)
+            services[spec.name].wait_ready()  # the last one on this thread
+            for future in ready.values():
+                future.result()
+            registration.result()
         except BaseException:
             self._teardown(graph)
             raise
@@ -197,19 +257,48 @@ class Manager:
 
     def _private_network(self, backend: Backend, placement: Placement) -> str | None:
         """This process's network for its private graphs, made on first use."""
-        if backend.name not in self._private_networks:
-            network = backend.create_network("private", placement)
-            if network is None:
-                return None
-            self._private_networks[backend.name] = network
-        return self._private_networks[backend.name]
+        with self._lock:
+            if backend.name not in self._private_networks:
+                network = backend.create_network("private", placement)
+                if network is None:
+                    return None
+                self._private_networks[backend.name] = network
+            return self._private_networks[backend.name]
 
     def start(self, spec: ServiceSpec) -> Service:
         """Start a private instance of `spec` (and of its dependencies) for this process."""
         graph = self._start_graph(spec, shared=False)
-        self._live.append(graph)
+        with self._lock:
+            self._live.append(graph)
         assert graph.service is not None
         return graph.service
+
+    def _pool(self, spec: ServiceSpec) -> Pool[_Graph]:
+        with self._lock:
+            if spec.fingerprint not in self._pools:
+                self._pools[spec.fingerprint] = Pool(
+                    lambda: self._start_graph(spec, shared=False),
+                    self._teardown,
+                    self._executor,
+                    self.settings.pool_depth,
+                )
+            return self._pools[spec.fingerprint]
+
+    def take(self, spec: ServiceSpec) -> Service:
+        """A never-used private instance of `spec` for one test, from its warm pool.
+
+        Release it when the test is done: it is removed in the background.
+        """
+        graph = self._pool(spec).take()
+        with self._lock:
+            self._pooled.append(graph)
+        assert graph.service is not None
+        return graph.service
+
+    def expect(self, spec: ServiceSpec, uses: int) -> None:
+        """This session will `take(spec)` `uses` times: start the first instances now."""
+        if uses > 0:
+            self._pool(spec).expect(uses)
 
     def start_shared(self, spec: ServiceSpec) -> Service:
         """The run's one instance of `spec`, started by whichever process asks first."""
@@ -227,7 +316,8 @@ class Manager:
                     self._remove_recorded(spec, record)  # dead, or its starter died half-way
                     slot.clear()
                 service = self._start_shared_graph(spec, slot)
-        self._shared.append((service, slot))
+        with self._lock:
+            self._shared.append((service, slot))
         return service
 
     def _start_shared_graph(self, spec: ServiceSpec, slot: SharedSlot) -> Service:
@@ -245,12 +335,13 @@ class Manager:
 
     @staticmethod
     def _shared_record(spec: ServiceSpec, graph: _Graph, *, complete: bool) -> SharedRecord:
-        names = [node.name for node in start_order(spec)]
+        # (While it starts, fewer instances than names: the ones created so far.)
+        names = [node.name for node in start_order(spec)][: len(graph.instances)]
         return {
             "backend": graph.backend.name,
             "network": graph.network,
             "instances": {
-                name: instance.record() for name, instance in zip(names, graph.instances, strict=False)
+                name: instance.record() for name, instance in zip(names, graph.instances, strict=True)
             },
             "complete": complete,
         }
@@ -287,21 +378,33 @@ class Manager:
 
     def release(self, service: Service) -> None:
         """Tear down `service` and what was started with it (or keep it, see Service.keep)."""
-        for i, (shared, slot) in enumerate(self._shared):
-            if shared is service:
-                del self._shared[i]
-                self._release_shared(service, slot)
-                return
-        for i, graph in enumerate(self._live):
-            if graph.service is service:
-                del self._live[i]
-                if service.keep:
-                    for instance in graph.instances:
-                        instance.keep()
-                    self.kept.append(service)
-                else:
-                    self._teardown(graph)
-                return
+        with self._lock:
+            shared = [slot for held, slot in self._shared if held is service]
+            self._shared = [(held, slot) for held, slot in self._shared if held is not service]
+            graph, pooled = self._pop_graph(service)
+        if shared:
+            self._release_shared(service, shared[0])
+        elif graph is None:
+            return
+        elif service.keep:
+            for instance in graph.instances:
+                instance.keep()
+            self.kept.append(service)
+        elif pooled:
+            # The next test need not wait for this one's teardown.
+            with self._lock:
+                self._removals.append(self._executor.submit(self._teardown, graph))
+        else:
+            self._teardown(graph)
+
+    def _pop_graph(self, service: Service) -> tuple[_Graph | None, bool]:
+        """The graph `service` heads, no longer tracked; and whether it came from a pool."""
+        for pooled, graphs in ((False, self._live), (True, self._pooled)):
+            for i, graph in enumerate(graphs):
+                if graph.service is service:
+                    del graphs[i]
+                    return graph, pooled
+        return None, False
 
     def _release_shared(self, service: Service, slot: SharedSlot) -> None:
         with slot.locked():
@@ -335,23 +438,29 @@ class Manager:
         """Release everything this process started, keep tearing down after a failure, and raise
         the first failure at the end. The run's owner also removes whatever the run left."""
         errors: list[BaseException] = []
-        while self._shared or self._live:
-            service = self._shared[-1][0] if self._shared else self._live[-1].service
-            assert service is not None
+
+        def attempt(step: Callable[[], object]) -> None:
             try:
-                self.release(service)
+                step()
             except TestinfraError as exc:
                 errors.append(exc)
+
+        for pool in list(self._pools.values()):
+            attempt(pool.close)
+        while self._shared or self._live or self._pooled:
+            held = self._shared[-1][0] if self._shared else (self._live or self._pooled)[-1].service
+            assert held is not None
+            attempt(lambda: self.release(held))  # noqa: B023 (called at once)
+        self._executor.shutdown(wait=True)
+        for removal in self._removals:
+            attempt(removal.result)
+        self._removals.clear()
+        if self._registration is not None:
+            attempt(self._registration.result)
         for kind, network in self._private_networks.items():
-            try:
-                self._backends[kind].remove_network(network)
-            except TestinfraError as exc:
-                errors.append(exc)
+            attempt(lambda: self._backends[kind].remove_network(network))  # noqa: B023 (called at once)
         self._private_networks.clear()
-        try:
-            self._finish_run()
-        except TestinfraError as exc:
-            errors.append(exc)
+        attempt(self._finish_run)
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
@@ -361,10 +470,10 @@ class Manager:
     def _finish_run(self) -> None:
         me = Owner.me()
         run_dir = self.settings.state_dir / "runs" / self.run_id
-        if self.run_owner == me and run_dir.is_dir():
+        if self.run_owner == me and (run_dir / _OTHERS).exists():
             # The run is over (xdist workers are done by now): only kept services may outlive it.
             reap_run(self.settings, self._state, self.run_id, list(self._backends.values()))
-        if self._registered or (self.run_owner == me and run_dir.is_dir()):
+        if self._registration is not None or (self.run_owner == me and run_dir.is_dir()):
             # Nothing of ours is left: the watchdog may exit once the other owners are done.
             self._run_owners().discard(me)
-            self._registered = False
+            self._registration = None

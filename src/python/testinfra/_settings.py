@@ -28,6 +28,12 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 _HIGHEST_PORT = 65535
 _LOWEST_PORT = 1024
+_MAX_POOL_DEPTH = 4
+
+
+def default_pool_depth() -> int:
+    """How many per-test instances start ahead: one per core, at most four."""
+    return max(1, min(os.cpu_count() or 1, _MAX_POOL_DEPTH))
 
 
 def default_state_dir() -> Path:
@@ -48,6 +54,8 @@ class Settings:
     port_range: range | None = None
     # Prefix of the labels on every container and network; the reaper finds them by it.
     label: str = DEFAULT_LABEL
+    # Per-test (function-scoped) instances started ahead of the tests that take them; 0: none.
+    pool_depth: int = field(default_factory=default_pool_depth)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -56,6 +64,8 @@ class Settings:
             raise SpecError("Docker is required but the process backend was chosen; drop one of them")
         # Absolute now: the watchdog runs from `/` and must find the same directory.
         object.__setattr__(self, "state_dir", Path(os.path.abspath(self.state_dir)))
+        if type(self.pool_depth) is not int or self.pool_depth < 0:
+            raise SpecError(f"pool depth {self.pool_depth!r} must be a whole number, 0 or more")
         if not _LABEL.fullmatch(self.label):
             raise SpecError(
                 f"label prefix {self.label!r} is invalid: use lowercase letters and digits separated by "
@@ -96,6 +106,12 @@ def parse_port_range(value: str) -> range:
     return range(low, high + 1)
 
 
+def _parse_count(name: str, value: str) -> int:
+    if not value.strip().isdigit():
+        raise SpecError(f"{env_var(name)}={value!r} is not a whole number (0 or more)")
+    return int(value)
+
+
 def _parse_backend(name: str, value: str) -> BackendName:
     for backend in BACKENDS:
         if value == backend:
@@ -111,6 +127,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "state_dir": lambda name, value: Path(value),
     "port_range": lambda name, value: parse_port_range(value),
     "label": lambda name, value: value,
+    "pool_depth": _parse_count,
 }
 
 

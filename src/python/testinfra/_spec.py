@@ -93,6 +93,9 @@ class ServiceSpec:
     - ``env``: extra environment. Values may name a dependency's address as this service sees it:
       ``"{web_server1.url}"``, ``"{web_server1.host}"``, ``"{web_server1.port}"``.
     - ``depends_on``: services started before this one, and torn down after it.
+    - ``wait_for_dependencies``: False when this service may start before its dependencies are
+      ready (it only needs their addresses, e.g. it calls them per request): a graph then gets
+      ready in about the time of its slowest service instead of the sum.
     - ``start_timeout`` / ``stop_timeout``: seconds to become ready / to stop before being killed.
     """
 
@@ -104,6 +107,7 @@ class ServiceSpec:
     ready: ReadinessCheck = field(default_factory=HttpCheck)
     env: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[ServiceSpec, ...] = ()
+    wait_for_dependencies: bool = True
     start_timeout: float = 30.0
     stop_timeout: float = 10.0
 

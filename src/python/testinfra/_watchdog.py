@@ -11,23 +11,22 @@ giving up, and keeps the run directory until the engine confirms the removal.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import gc
 import os
 import shutil
-import subprocess
+import signal
 import sys
 import time
+import traceback
 import warnings
-from pathlib import Path
+from typing import NoReturn
 
-# Everything the watchdog needs is imported before it says "ready": a Pants sandbox holding these
-# sources is deleted when the test process ends (the Docker SDK lives elsewhere).
+# The watchdog is a fork of the test process and must import nothing more (its sources may be
+# gone by then): what it needs is imported here.
 import testinfra._backends.docker
 import testinfra._backends.process  # noqa: F401
 from testinfra._backends import open_all
-from testinfra._child import child_env
-from testinfra._child import spawn
 from testinfra._errors import StateDirError
 from testinfra._errors import TestinfraError
 from testinfra._owner import Owner
@@ -49,37 +48,67 @@ _SETTLE = 2.0
 _FIRST_RETRY = 0.5
 _MAX_RETRY = 10.0
 _GIVE_UP = 600.0
+_MAX_FD = 65536
 
 
 def ensure_watchdog(settings: Settings, state: StateDir, run_id: str) -> None:
     """Start the run's watchdog unless one is running. Call after joining the run's owner set.
 
-    Returns once the watchdog has imported what it needs: a Pants sandbox holding these sources
-    may be deleted as soon as the test process ends.
+    The watchdog is a fork of this process, not a new interpreter: it needs no import (so no
+    time, and no files: a Pants sandbox holding these sources may be deleted as soon as the test
+    process ends). Returns once it is on duty.
     """
     run_dir = state.run_dir(run_id)
     fd = try_lock(run_dir / "watchdog.lock")
     if fd is None:
         return
     os.close(fd)  # the watchdog takes the lock itself; if two start, one exits at once
-    log_path = run_dir / "watchdog.log"
-    log = os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
-    with log:
-        argv = [sys.executable, "-m", "testinfra._watchdog", "--state-dir", str(state.root)]
-        argv += ["--label", settings.label, run_id]
-        watchdog = spawn(
-            argv, env=child_env(), stdout=subprocess.PIPE, stderr=log, die_with_parent=False, cwd="/"
-        )
-    assert watchdog.stdout is not None
-    with watchdog.stdout:
-        answer = watchdog.stdout.readline()
-    # The process we started forks the watchdog and exits (see main): nothing of ours keeps running.
-    watchdog.wait()
-    if answer != b"ready\n":
+    log = open_private(run_dir / "watchdog.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    ready_read, ready_write = os.pipe()
+    with warnings.catch_warnings():
+        # (Python 3.12 warns of fork in a process with threads: the child runs only the loop
+        # below, with objects of its own.)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        _become_watchdog(settings, run_id, log, ready_write)  # never returns
+    os.close(log)
+    os.close(ready_write)
+    os.waitpid(pid, 0)  # the intermediate child exits at once (see _become_watchdog)
+    with os.fdopen(ready_read, "rb") as answer:
+        on_duty = answer.readline() == b"ready\n"
+    if not on_duty:
         warnings.warn(
-            f"testinfra: the watchdog of run {run_id} did not start: {log_path.read_text(errors='replace')[-2000:]}",
+            f"testinfra: the watchdog of run {run_id} did not start; see {run_dir / 'watchdog.log'}",
             stacklevel=2,
         )
+
+
+def _become_watchdog(settings: Settings, run_id: str, log: int, ready: int) -> NoReturn:
+    """In a child of a test process: detach from it for good, then watch the run."""
+    try:
+        os.setsid()  # out of the terminal's process group: Ctrl-C does not reach it
+        if os.fork() != 0:
+            os._exit(0)  # not the test process's child: no zombie, no SIGCHLD for pytest
+        gc.freeze()  # the test process's objects are not ours to finalise
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        # Nothing of the test process stays open here but the answer pipe.
+        os.closerange(3, ready)
+        os.closerange(ready + 1, _MAX_FD)
+        # Fresh objects: another thread may have held the old ones' locks at the fork.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        os.chdir("/")
+        watch(settings, run_id, ready)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(0)
 
 
 def _log(message: str) -> None:
@@ -156,13 +185,13 @@ def mark_backend(state: StateDir, run_id: str, backend: str) -> None:
     touch(state.run_dir(run_id) / f"uses-{backend}")
 
 
-def watch(settings: Settings, run_id: str) -> None:
+def watch(settings: Settings, run_id: str, ready: int) -> None:
     w = _Watch(settings, run_id)
     lock_path = w.state.run_dir(run_id) / "watchdog.lock"
     fd = try_lock(lock_path)
-    # Tell the starter we are independent of its files now (or that another watchdog is on duty).
-    sys.stdout.write("ready\n")
-    sys.stdout.close()
+    # Tell the starter we are on duty (or that another watchdog is).
+    os.write(ready, b"ready\n")
+    os.close(ready)
     if fd is None:
         return
     while True:
@@ -186,19 +215,3 @@ def watch(settings: Settings, run_id: str) -> None:
                 return
             continue
         wait_for_any_exit([owner.pid for owner in w.known if owner.visible], _RESCAN)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m testinfra._watchdog")
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--label", required=True)
-    parser.add_argument("run_id")
-    args = parser.parse_args()
-    # Into the background: the starter waits for this process, not for the watch, which the child keeps.
-    if os.fork() != 0:
-        os._exit(0)
-    watch(Settings(state_dir=args.state_dir, label=args.label), args.run_id)
-
-
-if __name__ == "__main__":
-    main()

@@ -53,9 +53,11 @@ def test_blocks(web_server2, testinfra_manager):
 """
 
 
-def start_session(inner: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def start_session(
+    inner: pytest.Pytester, *args: str, test: str = BLOCKING_TEST
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
     marker, go = inner.path / "ready.json", inner.path / "go"
-    inner.makepyfile(test_blocking=BLOCKING_TEST)
+    inner.makepyfile(test_blocking=test)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, "test_blocking.py"],
         cwd=inner.path,
@@ -134,6 +136,32 @@ def test_a_signal_to_the_session_leaves_nothing(
     assert_nothing_left(info, before)
     report(f"session {sig.name}", backend, seconds)
     check_next_run_starts_cleanly(inner)
+
+
+# As BLOCKING_TEST, at function scope and three times: while the first blocks, the warm pool
+# starts the next two graphs ahead.
+POOLED_BLOCKING_TEST = BLOCKING_TEST.replace('scope="session"', 'scope="function"').replace(
+    "def test_blocks(", "import pytest\n\n@pytest.mark.parametrize('n', range(3))\ndef test_blocks(n, "
+)
+
+
+def test_a_session_killed_with_a_warm_pool_leaves_nothing(inner: pytest.Pytester, backend: str) -> None:
+    proc, marker, _ = start_session(inner, test=POOLED_BLOCKING_TEST)
+    try:
+        info = wait_for_marker(proc, marker)
+        deadline = time.monotonic() + 60
+        while len([r for r in run_resources(info["run"]) if r.kind != "network"]) < 4:
+            assert time.monotonic() < deadline, "the pool did not start the next graphs ahead"
+            time.sleep(0.02)
+        before = run_resources(info["run"])
+        proc.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        proc.wait(timeout=60)
+        seconds = seconds_until_gone(info["run"]) + (time.monotonic() - t0)
+    finally:
+        stop(proc)
+    assert_nothing_left(info, before)
+    report("SIGKILL with a warm pool filling", backend, seconds)
 
 
 def test_a_killed_xdist_worker_leaves_nothing(inner: pytest.Pytester, backend: str) -> None:

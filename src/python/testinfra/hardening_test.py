@@ -414,10 +414,11 @@ def test_reap_all_does_not_remove_running_services_without_asking(state: StateDi
     manager = Manager(Settings(backend="process", state_dir=state.root))
     try:
         service = manager.start(ServiceSpec(name="web", command=WEB))
-        result = cli("reap", "--all", TESTINFRA_STATE_DIR=str(state.root))
+        # (--run: never --all on the whole machine from a test, other test processes run beside it)
+        result = cli("reap", "--all", "--run", manager.run_id, TESTINFRA_STATE_DIR=str(state.root))
         assert "in use by running tests and were left alone; pass --yes" in result.stderr
         assert service.exit_code() is None
-        result = cli("reap", "--all", "--yes", TESTINFRA_STATE_DIR=str(state.root))
+        result = cli("reap", "--all", "--yes", "--run", manager.run_id, TESTINFRA_STATE_DIR=str(state.root))
         assert f"removed process {service.resource_id}" in result.stdout
     finally:
         manager.close()

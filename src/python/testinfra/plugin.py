@@ -12,9 +12,11 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from collections.abc import Generator
 from collections.abc import Iterator
+from dataclasses import replace
 from importlib import metadata
 from types import FrameType
 from typing import Any
@@ -23,6 +25,7 @@ import pytest
 
 from testinfra._errors import StateDirError
 from testinfra._errors import TestinfraError
+from testinfra._fixtures import POOLED_SPEC
 from testinfra._manager import Manager
 from testinfra._owner import Owner
 from testinfra._ports import PortReservation
@@ -34,6 +37,7 @@ from testinfra._settings import PARSERS
 from testinfra._settings import Settings
 from testinfra._settings import env_var
 from testinfra._settings import resolve
+from testinfra._spec import ServiceSpec
 from testinfra._statedir import StateDir
 from testinfra._statedir import private_dir
 
@@ -53,6 +57,7 @@ _INI_HELP = {
     "state_dir": "directory for lock and record files (default $TMPDIR/testinfra-$UID)",
     "port_range": "ports to reserve from, LOW-HIGH (default: below the kernel's ephemeral range)",
     "label": "prefix of the labels on testinfra's containers and networks",
+    "pool_depth": "per-test instances started ahead of the tests that take them (0: none; default: cores, at most 4)",
 }
 
 
@@ -134,10 +139,16 @@ class TestinfraPlugin:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        worker_input = getattr(config, "workerinput", {}).get(_WORKER_KEY)
-        if worker_input:  # an xdist worker: the controller's run
-            run_id, owner_text = worker_input
+        worker_input = getattr(config, "workerinput", {})
+        if _WORKER_KEY in worker_input:  # an xdist worker: the controller's run
+            run_id, owner_text = worker_input[_WORKER_KEY]
             run_owner = Owner.parse(owner_text)
+            # The workers share the machine's cores: each starts its share of instances ahead.
+            workers = int(worker_input.get("workercount", 1))
+            settings = replace(
+                settings, pool_depth=min(settings.pool_depth, max(1, settings.pool_depth // workers))
+            )
+            self.settings = settings
         else:  # any other session begins a run, even one started from inside another's test
             run_id, run_owner = None, Owner.me()
         self.manager = Manager(
@@ -147,6 +158,10 @@ class TestinfraPlugin:
             image_roots=[config.rootpath, config.invocation_params.dir],
         )
         self._docker_problem: list[str | None] = []
+        # Warm pools: tests that take each spec, where each test stands, specs not yet warming.
+        self._uses: Counter[ServiceSpec] = Counter()
+        self._positions: dict[str, int] = {}
+        self._warm_ups: list[tuple[ServiceSpec, int]] = []
         self._previous_sigterm: Any = None
         self._interrupt_on_sigterm()
 
@@ -163,6 +178,30 @@ class TestinfraPlugin:
             raise KeyboardInterrupt(f"{signal.Signals(signum).name} received: tearing down services")
 
         self._previous_sigterm = signal.signal(signal.SIGTERM, handler)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Note how many tests will take an instance of each spec, and where the first one is:
+        its warm pool starts filling a few tests before that (and never for nobody)."""
+        if session.config.option.collectonly or hasattr(self.config, "workerinput"):
+            return  # (an xdist worker runs a share of the tests it cannot know in advance)
+        first: dict[ServiceSpec, int] = {}
+        for index, item in enumerate(session.items):
+            self._positions[item.nodeid] = index
+            info = getattr(item, "_fixtureinfo", None)
+            for definitions in getattr(info, "name2fixturedefs", {}).values():
+                spec = getattr(definitions[-1].func, POOLED_SPEC, None)
+                if isinstance(spec, ServiceSpec):
+                    self._uses[spec] += 1
+                    first.setdefault(spec, index)
+        self._warm_ups = sorted(first.items(), key=lambda pair: pair[1])
+        self._warm_up(0)
+
+    def _warm_up(self, position: int) -> None:
+        """Start the pools of specs first needed within the next few tests."""
+        horizon = position + max(1, self.settings.pool_depth)
+        while self._warm_ups and self._warm_ups[0][1] <= horizon:
+            spec, _ = self._warm_ups.pop(0)
+            self.manager.expect(spec, self._uses[spec])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -210,6 +249,8 @@ class TestinfraPlugin:
         )
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.nodeid in self._positions:
+            self._warm_up(self._positions[item.nodeid])
         if item.get_closest_marker("testinfra_docker") is None:
             return
         problem = self.docker_problem()

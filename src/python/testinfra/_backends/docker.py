@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import os
 import secrets
 import threading
@@ -156,7 +157,13 @@ def _nanoseconds(stamp: str) -> int:
 
 class DockerInstance:
     def __init__(
-        self, spec: ServiceSpec, container: Container, client: docker.DockerClient, network: str | None
+        self,
+        spec: ServiceSpec,
+        container: Container,
+        client: docker.DockerClient,
+        network: str | None,
+        *,
+        fresh: bool = False,
     ) -> None:
         self.spec = spec
         self._container = container
@@ -164,7 +171,8 @@ class DockerInstance:
         self._network = network
         self._state: dict[str, Any] = {}
         self._state_at = -_STATE_TTL
-        self._endpoint = self._read_endpoint()
+        # (`fresh`: the container was just inspected; no need to ask the engine again.)
+        self._endpoint = self._read_endpoint(reload=not fresh)
 
     @property
     def resource_id(self) -> str:
@@ -179,8 +187,8 @@ class DockerInstance:
         return attrs
 
     @_mapped("reading its published port")
-    def _read_endpoint(self) -> Endpoint:
-        attrs = self._reload()
+    def _read_endpoint(self, reload: bool = True) -> Endpoint:
+        attrs = self._reload() if reload else self._container.attrs
         bindings = (attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.spec.port}/tcp") or []
         if not bindings:
             # Exited before the port was published; readiness reports the exit code and logs.
@@ -299,7 +307,8 @@ class DockerBackend:
         self.client = connect()
         self._label = settings.label
         self._image_roots = tuple(image_roots)
-        self._count = 0
+        # Numbers this process's containers; next() on it is atomic, and pools start from threads.
+        self._count = itertools.count(1)
 
     def supports(self, spec: ServiceSpec) -> bool:
         return spec.image is not None
@@ -320,10 +329,33 @@ class DockerBackend:
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> DockerInstance:
         assert spec.image is not None
         image = resolve_image(spec.image, self._image_roots)
+        name = f"testinfra-{placement.run_id}-{os.getpid()}-{spec.name.replace('_', '-')}-{next(self._count)}"
+        api = self.client.api
+        networking = None
+        if placement.network is not None:
+            # An alias keeps the name peers use working when the container is renamed (kept).
+            endpoint = api.create_endpoint_config(aliases=[name])
+            networking = api.create_networking_config({placement.network: endpoint})  # type: ignore[arg-type]
+        host_config = api.create_host_config(
+            # Docker picks a free host port at bind time: no race with other processes.
+            port_bindings={spec.port: (_HOST, None)},
+            network_mode=placement.network,
+        )
         try:
-            with _engine_errors(f"looking up image {image!r}", spec.name):
-                # Never pull in the middle of a test session: slow, flaky, and not what the test built.
-                self.client.images.get(image)
+            with _engine_errors(f"creating a container of {image!r}", spec.name):
+                # The low-level create never pulls (the SDK's `run` would): pulling mid-session is
+                # slow, flaky, and not what the test built.
+                created = api.create_container(
+                    image,
+                    command=list(spec.args) if spec.args is not None else None,
+                    name=name,
+                    labels=self._labels(placement, service=spec.name),
+                    environment=env,
+                    ports=[spec.port],
+                    host_config=host_config,
+                    networking_config=networking,
+                    detach=True,
+                )
         except ImageNotFoundError as exc:
             raise ImageNotFoundError(
                 f"image {image!r} of service {spec.name!r} is not in the Docker engine; build it "
@@ -334,34 +366,16 @@ class DockerBackend:
             raise ImageNotFoundError(
                 f"image {image!r} of service {spec.name!r} is not usable: {exc}"
             ) from exc
-        self._count += 1
-        name = f"testinfra-{placement.run_id}-{os.getpid()}-{spec.name.replace('_', '-')}-{self._count}"
-        network: dict[str, Any] = {}
-        if placement.network is not None:
-            # An alias keeps the name peers use working when the container is renamed (kept).
-            endpoint = self.client.api.create_endpoint_config(aliases=[name])
-            network = {"network": placement.network, "networking_config": {placement.network: endpoint}}
         try:
             with _engine_errors(f"starting {image!r}", spec.name):
-                # The stubs want an int host port; None is the SDK's documented "any free port".
-                container = self.client.containers.run(  # type: ignore[call-overload]
-                    image,
-                    detach=True,
-                    name=name,
-                    labels=self._labels(placement, service=spec.name),
-                    environment=env,
-                    command=list(spec.args) if spec.args is not None else None,
-                    # Docker picks a free host port at bind time: no race with other processes.
-                    ports={f"{spec.port}/tcp": (_HOST, None)},
-                    **network,
-                )
+                api.start(created["Id"])
+                container = self.client.containers.prepare_model(api.inspect_container(created["Id"]))
         except ServiceError as exc:
-            # `run` is create + start: a failed start leaves a created container behind.
             with contextlib.suppress(ServiceError, BackendUnavailableError):
                 with _engine_errors("removing a container that failed to start"):
-                    _remove_container(self.client, name)
+                    _remove_container(self.client, created["Id"])
             raise ServiceStartError(str(exc), service=spec.name) from exc
-        return DockerInstance(spec, container, self.client, placement.network)
+        return DockerInstance(spec, container, self.client, placement.network, fresh=True)
 
     def attach(self, spec: ServiceSpec, record: dict[str, Any]) -> DockerInstance:
         with _engine_errors("attaching to it", spec.name):
