@@ -12,21 +12,19 @@ giving up, and keeps the run directory until the engine confirms the removal.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import shutil
-import signal
 import sys
 import time
-import traceback
 import warnings
-from typing import NoReturn
+from collections.abc import Callable
 
 # The watchdog is a fork of the test process and must import nothing more (its sources may be
 # gone by then): what it needs is imported here.
 import testinfra._backends.docker
 import testinfra._backends.process  # noqa: F401
 from testinfra._backends import open_all
+from testinfra._child import fork_detached
 from testinfra._errors import StateDirError
 from testinfra._errors import TestinfraError
 from testinfra._owner import Owner
@@ -36,7 +34,6 @@ from testinfra._reaper import list_resources
 from testinfra._reaper import reap
 from testinfra._settings import Settings
 from testinfra._statedir import StateDir
-from testinfra._statedir import open_private
 from testinfra._statedir import touch
 from testinfra._statedir import try_lock
 
@@ -48,67 +45,21 @@ _SETTLE = 2.0
 _FIRST_RETRY = 0.5
 _MAX_RETRY = 10.0
 _GIVE_UP = 600.0
-_MAX_FD = 65536
 
 
 def ensure_watchdog(settings: Settings, state: StateDir, run_id: str) -> None:
-    """Start the run's watchdog unless one is running. Call after joining the run's owner set.
-
-    The watchdog is a fork of this process, not a new interpreter: it needs no import (so no
-    time, and no files: a Pants sandbox holding these sources may be deleted as soon as the test
-    process ends). Returns once it is on duty.
-    """
+    """Start the run's watchdog (a detached fork) unless one is running. Call after joining the
+    run's owner set. Returns once it is on duty."""
     run_dir = state.run_dir(run_id)
     fd = try_lock(run_dir / "watchdog.lock")
     if fd is None:
         return
     os.close(fd)  # the watchdog takes the lock itself; if two start, one exits at once
-    log = open_private(run_dir / "watchdog.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    ready_read, ready_write = os.pipe()
-    with warnings.catch_warnings():
-        # (Python 3.12 warns of fork in a process with threads: the child runs only the loop
-        # below, with objects of its own.)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        _become_watchdog(settings, run_id, log, ready_write)  # never returns
-    os.close(log)
-    os.close(ready_write)
-    os.waitpid(pid, 0)  # the intermediate child exits at once (see _become_watchdog)
-    with os.fdopen(ready_read, "rb") as answer:
-        on_duty = answer.readline() == b"ready\n"
-    if not on_duty:
+    if fork_detached(lambda report: watch(settings, run_id, report), run_dir / "watchdog.log") != "ready":
         warnings.warn(
             f"testinfra: the watchdog of run {run_id} did not start; see {run_dir / 'watchdog.log'}",
             stacklevel=2,
         )
-
-
-def _become_watchdog(settings: Settings, run_id: str, log: int, ready: int) -> NoReturn:
-    """In a child of a test process: detach from it for good, then watch the run."""
-    try:
-        os.setsid()  # out of the terminal's process group: Ctrl-C does not reach it
-        if os.fork() != 0:
-            os._exit(0)  # not the test process's child: no zombie, no SIGCHLD for pytest
-        gc.freeze()  # the test process's objects are not ours to finalise
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        # Nothing of the test process stays open here but the answer pipe.
-        os.closerange(3, ready)
-        os.closerange(ready + 1, _MAX_FD)
-        # Fresh objects: another thread may have held the old ones' locks at the fork.
-        sys.stdout = open(1, "w", buffering=1, closefd=False)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)
-        os.chdir("/")
-        watch(settings, run_id, ready)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(0)
 
 
 def _log(message: str) -> None:
@@ -185,13 +136,11 @@ def mark_backend(state: StateDir, run_id: str, backend: str) -> None:
     touch(state.run_dir(run_id) / f"uses-{backend}")
 
 
-def watch(settings: Settings, run_id: str, ready: int) -> None:
+def watch(settings: Settings, run_id: str, report: Callable[[str], None]) -> None:
     w = _Watch(settings, run_id)
     lock_path = w.state.run_dir(run_id) / "watchdog.lock"
     fd = try_lock(lock_path)
-    # Tell the starter we are on duty (or that another watchdog is).
-    os.write(ready, b"ready\n")
-    os.close(ready)
+    report("ready")  # on duty, or another watchdog is
     if fd is None:
         return
     while True:
