@@ -1,10 +1,13 @@
 """Run a throwaway PostgreSQL as a local process, for the process backend.
 
-    python -m testinfra._pglocal --port N --data-dir DIR [--user U] [--password P] [--db D]
+    python -m testinfra._pglocal --port N [--data-dir DIR] [--user U] [--password P] [--db D]
 
 initdb into DIR (when DIR is empty or missing; a DIR that already holds a cluster is started as it
 is, like a restarted container), create the user's password and database, then run postgres on
 127.0.0.1:N with its Unix socket in DIR and the same test settings as the docker/postgres image.
+Without --data-dir, DIR is a new temporary directory, removed when postgres has stopped (but not
+if the launcher is killed with SIGKILL: then `release_leftovers` and removing it are up to whoever
+chose to kill it).
 The launcher stays the parent of postgres:
 
 - SIGTERM and SIGINT become a fast shutdown (SIGINT to postgres: open transactions are aborted
@@ -29,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -315,7 +319,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m testinfra._pglocal", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--port", type=_port, required=True, help="TCP port, also names the socket")
-    parser.add_argument("--data-dir", type=Path, required=True, help="cluster directory (created, or reused)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="cluster directory, created or reused (default: a temporary one, removed at exit)",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -347,7 +356,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir: Path = args.data_dir.absolute()
+    if args.data_dir is not None:
+        return launch(args, args.data_dir.absolute())
+    data_dir = Path(tempfile.mkdtemp(prefix="pglocal-"))
+    try:
+        return launch(args, data_dir)
+    finally:
+        release_leftovers(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def launch(args: argparse.Namespace, data_dir: Path) -> int:
+    """Prepare `data_dir`, then run postgres in it until it stops; returns the exit status."""
     db = args.db if args.db is not None else args.user
     try:
         binaries = find_binaries(args.bin_dir)
