@@ -9,13 +9,17 @@
 # Unlike the official image, the cluster is initialised when the image is built (`bake`), so a
 # container does not run initdb (about a second). At its first start it applies the environment in
 # single-user mode (tens of milliseconds, no temporary server to start and stop), then execs postgres,
-# which therefore receives the stop signal itself. An empty $PGDATA (a volume, a tmpfs) is initialised
-# at start instead, the official way, with the same settings.
+# which therefore receives the stop signal itself. POSTGRES_DB is not created then but renamed from
+# a spare database baked with the cluster: copying template1 into the container's layer would take
+# most of a second. An empty $PGDATA (a volume, a tmpfs) is initialised at start instead, the
+# official way (initdb, CREATE DATABASE), with the same settings.
 set -Eeuo pipefail
 
 TEST_CONF=/etc/postgresql/labrador-test.conf
 # Present only in the cluster baked into the image, until a container has applied its environment.
 BAKED_MARKER=labrador-baked
+# A copy of template1 made at build time, which becomes POSTGRES_DB (or is dropped).
+SPARE_DB=labrador_spare
 
 log() { printf 'docker-entrypoint: %s\n' "$*" >&2; }
 die() {
@@ -52,10 +56,18 @@ check_env() {
     die "POSTGRES_HOST_AUTH_METHOD=${POSTGRES_HOST_AUTH_METHOD} is not an authentication method (e.g. scram-sha-256, md5, trust)"
 }
 
-# Creates (or, when it is the bootstrap superuser, updates) POSTGRES_USER, creates POSTGRES_DB and
-# writes pg_hba.conf. `bootstrap` is the superuser initdb created.
+single_user() {
+  # -j: a statement ends at a semicolon followed by a blank line; exit_on_error: any error is fatal,
+  # so a bad name stops the container instead of being logged and ignored.
+  printf '%s\n\n' "$@" |
+    postgres --single -j -D "${PGDATA}" -c exit_on_error=on -c fsync=off -c log_checkpoints=off postgres >/dev/null
+}
+
+# Creates (or, when it is the bootstrap superuser, updates) POSTGRES_USER, creates POSTGRES_DB (from
+# the spare database when `spare` is "spare") and writes pg_hba.conf. `bootstrap` is the superuser
+# initdb created.
 apply_env() {
-  local bootstrap=$1 sql=() user password
+  local bootstrap=$1 spare=${2:-} sql=() user db password
   user="$(sql_ident "${POSTGRES_USER}")"
   password=""
   if [[ -n "${POSTGRES_PASSWORD}" ]]; then
@@ -66,15 +78,17 @@ apply_env() {
   else
     sql+=("CREATE ROLE ${user} SUPERUSER LOGIN${password};")
   fi
-  if [[ "${POSTGRES_DB}" != postgres ]]; then
-    sql+=("CREATE DATABASE $(sql_ident "${POSTGRES_DB}") OWNER ${user};")
+  db="$(sql_ident "${POSTGRES_DB}")"
+  if [[ "${spare}" == spare && "${POSTGRES_DB}" == postgres ]]; then
+    sql+=("DROP DATABASE ${SPARE_DB};")
+  elif [[ "${spare}" == spare ]]; then
+    [[ "${POSTGRES_DB}" == "${SPARE_DB}" ]] || sql+=("ALTER DATABASE ${SPARE_DB} RENAME TO ${db};")
+    sql+=("ALTER DATABASE ${db} OWNER TO ${user};")
+  elif [[ "${POSTGRES_DB}" != postgres ]]; then
+    sql+=("CREATE DATABASE ${db} OWNER ${user};")
   fi
   if ((${#sql[@]})); then
-    # -j: a statement ends at a semicolon followed by a blank line; exit_on_error: any error is fatal,
-    # so a bad name stops the container instead of being logged and ignored.
-    printf '%s\n\n' "${sql[@]}" |
-      postgres --single -j -D "${PGDATA}" -c exit_on_error=on -c fsync=off -c log_checkpoints=off postgres >/dev/null ||
-      die "could not create user ${POSTGRES_USER} / database ${POSTGRES_DB} (see the errors above)"
+    single_user "${sql[@]}" || die "could not create user ${POSTGRES_USER} / database ${POSTGRES_DB} (see the errors above)"
   fi
   cat >"${PGDATA}/pg_hba.conf" <<HBA
 # Written by docker-entrypoint.sh: sockets inside the container are trusted, TCP clients use
@@ -96,6 +110,7 @@ main() {
   if [[ "${1:-}" == bake ]]; then
     # At image build time, as the postgres user: the cluster a container starts from.
     init_cluster postgres
+    single_user "CREATE DATABASE ${SPARE_DB};"
     touch "${PGDATA}/${BAKED_MARKER}"
     return
   fi
@@ -117,7 +132,7 @@ main() {
       apply_env "${POSTGRES_USER}"
     elif [[ -e "${PGDATA}/${BAKED_MARKER}" ]]; then
       check_env
-      apply_env postgres
+      apply_env postgres spare
       rm "${PGDATA}/${BAKED_MARKER}"
     else
       log "${PGDATA} holds a configured cluster: starting it as it is"
