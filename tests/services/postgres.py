@@ -12,6 +12,8 @@ POSTGRES = ServiceSpec(
     name="postgres",
     image="docker/postgres:image",
     # initdb into a temporary directory (removed when postgres stops), then postgres on {port}.
+    # `-m` imports the testinfra package first (pytest, the Docker SDK: 0.5-0.9 s here); running
+    # the file by its path skips that, but the path then differs from one sandbox to the next.
     command=(
         "{python}",
         "-m",
