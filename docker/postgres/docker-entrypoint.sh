@@ -4,6 +4,8 @@
 #   POSTGRES_USER              the superuser (default postgres)
 #   POSTGRES_DB                a database created for it (default: $POSTGRES_USER)
 #   POSTGRES_HOST_AUTH_METHOD  pg_hba.conf method for TCP clients (default scram-sha-256)
+#   POSTGRES_INITDB_ARGS       extra initdb arguments (split at spaces); the cluster is then
+#                              initialised at start, as the official image does
 # so a test can use this image or an official one. Arguments starting with '-' go to postgres.
 #
 # Unlike the official image, the cluster is initialised when the image is built (`bake`), so a
@@ -11,11 +13,12 @@
 # single-user mode (tens of milliseconds, no temporary server to start and stop), then execs postgres,
 # which therefore receives the stop signal itself. POSTGRES_DB is not created then but renamed from
 # a spare database baked with the cluster: copying template1 into the container's layer would take
-# most of a second. An empty $PGDATA (a volume, a tmpfs) is initialised at start instead, the
-# official way (initdb, CREATE DATABASE), with the same settings.
+# most of a second. An empty $PGDATA (a tmpfs, a volume: much faster for writes than the container's
+# layer) gets a copy of the baked cluster, kept for that in $BAKED_CLUSTER.
 set -Eeuo pipefail
 
 TEST_CONF=/etc/postgresql/labrador-test.conf
+BAKED_CLUSTER=/var/lib/postgresql/baked
 # Present only in the cluster baked into the image, until a container has applied its environment.
 BAKED_MARKER=labrador-baked
 # A copy of template1 made at build time, which becomes POSTGRES_DB (or is dropped).
@@ -28,11 +31,12 @@ die() {
 }
 
 init_cluster() {
-  local superuser=$1
+  local superuser=$1 extra=()
+  read -ra extra <<<"${POSTGRES_INITDB_ARGS:-}"
   # C collation with UTF-8: no locale data needed in the image, and byte order is predictable.
   # No fsync during initdb, and 1 MB WAL segments instead of 16: less to write, faster to copy.
   initdb --pgdata="${PGDATA}" --username="${superuser}" --encoding=UTF8 --locale=C \
-    --no-sync --wal-segsize=1 --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    --no-sync --wal-segsize=1 --auth-local=trust --auth-host=scram-sha-256 "${extra[@]}" >/dev/null
   printf "\n# Test settings (see the file).\ninclude '%s'\n" "${TEST_CONF}" >>"${PGDATA}/postgresql.conf"
 }
 
@@ -110,8 +114,10 @@ main() {
   if [[ "${1:-}" == bake ]]; then
     # At image build time, as the postgres user: the cluster a container starts from.
     init_cluster postgres
-    single_user "CREATE DATABASE ${SPARE_DB};"
+    # FILE_COPY: the copy is not written to the WAL, which stays small (it is copied at start).
+    single_user "CREATE DATABASE ${SPARE_DB} STRATEGY FILE_COPY;"
     touch "${PGDATA}/${BAKED_MARKER}"
+    cp -a "${PGDATA}/." "${BAKED_CLUSTER}/"
     return
   fi
   if [[ "${1:-}" == -* ]]; then
@@ -125,9 +131,18 @@ main() {
       chmod 0700 "${PGDATA}"
       exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
     fi
-    if [[ ! -s "${PGDATA}/PG_VERSION" ]]; then
+    if [[ -e "${PGDATA}/${BAKED_MARKER}" && -n "${POSTGRES_INITDB_ARGS:-}" ]]; then
+      # The baked cluster was made without these arguments: start from nothing, as the official image does.
+      find "${PGDATA}" -mindepth 1 -delete
+    fi
+    if [[ ! -s "${PGDATA}/PG_VERSION" && -z "${POSTGRES_INITDB_ARGS:-}" && -s "${BAKED_CLUSTER}/PG_VERSION" ]]; then
       check_env
-      log "initialising an empty ${PGDATA}"
+      cp -a "${BAKED_CLUSTER}/." "${PGDATA}/"
+      apply_env postgres spare
+      rm "${PGDATA}/${BAKED_MARKER}"
+    elif [[ ! -s "${PGDATA}/PG_VERSION" ]]; then
+      check_env
+      log "initialising ${PGDATA} (POSTGRES_INITDB_ARGS=${POSTGRES_INITDB_ARGS:-})"
       init_cluster "${POSTGRES_USER}"
       apply_env "${POSTGRES_USER}"
     elif [[ -e "${PGDATA}/${BAKED_MARKER}" ]]; then
