@@ -8,6 +8,8 @@ from fastapi import Depends
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from labrador.web_server2.cache import CardCache
+from labrador.web_server2.cache import NoCache
 from labrador.web_server2.settings import Settings
 from labrador.web_server2.settings import get_settings
 from labrador.web_server2.upstream import Upstream
@@ -20,6 +22,20 @@ class Health(BaseModel):
     upstream_url: str
 
 
+def card_cache(settings: Settings) -> CardCache:
+    if settings.redis_url is None:
+        return NoCache()
+    # Imported only here: without a cache, web_server2 does not load the Redis client.
+    from labrador.web_server2.redis_cache import RedisCardCache
+
+    return RedisCardCache(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        ttl=settings.card_ttl,
+        timeout=settings.redis_timeout,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     # Resolved now, so a bad environment stops the service at start instead of at the first request.
     resolved = settings or get_settings()
@@ -27,8 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstream = Upstream(resolved.upstream_url, resolved.upstream_timeout)
-        yield
-        await app.state.upstream.aclose()
+        app.state.card_cache = card_cache(resolved)
+        try:
+            yield
+        finally:
+            await app.state.card_cache.aclose()
+            await app.state.upstream.aclose()
 
     app = FastAPI(title="web_server2", lifespan=lifespan)
     app.dependency_overrides[get_settings] = lambda: resolved

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from pydantic import Field
+from pydantic import field_validator
 from pydantic_settings import BaseSettings
 from pydantic_settings import SettingsConfigDict
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Settings(BaseSettings):
@@ -17,6 +21,31 @@ class Settings(BaseSettings):
     upstream_url: str = "http://127.0.0.1:8000"
     # Seconds for one call to web_server1, connect included.
     upstream_timeout: float = Field(default=2.0, gt=0)
+    # Redis for caching dog cards (redis://host:6379/0, or unix:///path/redis.sock). Unset or
+    # empty: no cache.
+    redis_url: str | None = None
+    # Prepended to every key, so several services or tests can share one Redis.
+    redis_prefix: str = Field(default="web_server2:", max_length=200)
+    # Seconds a cached card lives: short, since web_server1 does not tell us about changes.
+    card_ttl: float = Field(default=10.0, gt=0)
+    # Seconds to wait for Redis before answering without the cache.
+    redis_timeout: float = Field(default=0.25, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            scheme = urlsplit(value).scheme
+        except ValueError as exc:
+            raise ValueError(f"is not a URL: {exc}") from None
+        if scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                f"must be a {', '.join(s + '://' for s in _REDIS_SCHEMES)} URL, e.g. redis://localhost:6379/0 "
+                "(unset it to run without a cache)"
+            )
+        return value
 
 
 @lru_cache

@@ -8,19 +8,11 @@ from fastapi import APIRouter
 from fastapi import Depends
 from fastapi import Path
 from fastapi import Request
-from pydantic import BaseModel
 
+from labrador.web_server2.cache import CardCache
+from labrador.web_server2.models import DogCard
+from labrador.web_server2.models import Kennel
 from labrador.web_server2.upstream import Upstream
-
-
-class DogCard(BaseModel):
-    id: int
-    title: str
-
-
-class Kennel(BaseModel):
-    count: int
-    names: list[str]
 
 
 def get_upstream(request: Request) -> Upstream:
@@ -28,7 +20,13 @@ def get_upstream(request: Request) -> Upstream:
     return upstream
 
 
+def get_card_cache(request: Request) -> CardCache:
+    cache: CardCache = request.app.state.card_cache
+    return cache
+
+
 UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
+CardCacheDep = Annotated[CardCache, Depends(get_card_cache)]
 
 router = APIRouter(tags=["views"])
 
@@ -41,7 +39,12 @@ async def kennel(upstream: UpstreamDep) -> Kennel:
 
 
 @router.get("/dogs/{dog_id}/card", response_model=DogCard)
-async def dog_card(dog_id: Annotated[int, Path(ge=1)], upstream: UpstreamDep) -> DogCard:
+async def dog_card(dog_id: Annotated[int, Path(ge=1)], upstream: UpstreamDep, cache: CardCacheDep) -> DogCard:
+    cached = await cache.get(dog_id)
+    if cached is not None:
+        return cached  # a hit never reaches web_server1
     dog = await upstream.get_json(f"/dogs/{dog_id}")
     years = "year" if dog["age"] == 1 else "years"
-    return DogCard(id=dog["id"], title=f"{dog['name']} ({dog['breed']}, {dog['age']} {years})")
+    card = DogCard(id=dog["id"], title=f"{dog['name']} ({dog['breed']}, {dog['age']} {years})")
+    await cache.put(card)
+    return card
