@@ -10,8 +10,8 @@ wall time of the whole session is what a developer waits for. Rows, interleaved 
 `--baseline DIR` adds the testinfra rows again with the testinfra found in DIR (another checkout's
 src/python), so a change is measured against the code before it, in the same run.
 
-    ./pants package src/python/labrador/web_server1:image bench:per_test
-    dist/bench/per_test.pex --runs 5 [--baseline /path/to/old/src/python]
+    ./pants package src/python/labrador/web_server1:image bench:instances
+    dist/bench/instances.pex --runs 5 [--baseline /path/to/old/src/python]
 """
 
 from __future__ import annotations
@@ -172,9 +172,13 @@ def run_session(directory: Path, env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--baseline", type=Path, help="src/python of another checkout, for testinfra rows before a change")
+    parser.add_argument(
+        "--baseline", type=Path, help="src/python of another checkout, for testinfra rows before a change"
+    )
     parser.add_argument("--rows", help="comma-separated rows to run (default: all)")
     args = parser.parse_args()
 
@@ -197,7 +201,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for row in variants:
             for label, scope in SCOPES.items():
-                write_session(Path(tmp) / f"{row}-{scope}".replace(" ", "_"), row.split(" (")[0], scope, image)
+                write_session(
+                    Path(tmp) / f"{row}-{scope}".replace(" ", "_"), row.split(" (")[0], scope, image
+                )
                 samples[f"{row} | {label}"] = []
         for _ in range(args.runs):
             for row, path in variants.items():
@@ -214,9 +220,11 @@ def main() -> None:
             ratio = f" ({value / bare[label]:.2f}x)" if bare[label] else ""
             cells.append(f"{value:.2f}s{ratio}")
         rows.append(cells)
-    print(f"{TESTS} tests each needing web_server1; medians of {args.runs} interleaved runs; (x) vs bare SDK loop")
+    print(
+        f"{TESTS} tests each needing web_server1; medians of {args.runs} interleaved runs; (x) vs bare SDK loop"
+    )
     print(table(["", *SCOPES], rows))
-    save("per_test", samples)
+    save("instances", samples)
 
 
 if __name__ == "__main__":
