@@ -217,7 +217,8 @@ def main() -> None:
         cells = [row]
         for label in SCOPES:
             value = medians[f"{row} | {label}"]
-            ratio = f" ({value / bare[label]:.2f}x)" if bare[label] else ""
+            baseline = bare[label]
+            ratio = f" ({value / baseline:.2f}x)" if baseline else ""
             cells.append(f"{value:.2f}s{ratio}")
         rows.append(cells)
     print(
