@@ -20,6 +20,8 @@ from testinfra._owner import Owner
 from testinfra._owner import process_start_time
 from testinfra._statedir import StateDir
 from testinfra._statedir import write_record
+from testinfra.conftest import ADDRESSES
+from testinfra.conftest import image_or_address
 from testinfra.conftest import run_resources
 
 
@@ -151,3 +153,17 @@ def test_starting_a_service_first_sweeps_orphans_of_dead_runs() -> None:
         orphan.kill()
         orphan.communicate()
         record.unlink(missing_ok=True)
+
+
+@pytest.mark.testinfra_docker
+def test_args_and_tmpfs_reach_the_container(pytestconfig: pytest.Config) -> None:
+    image = image_or_address(ADDRESSES["web_server1"], pytestconfig, "docker")
+    spec = ServiceSpec(name="web", image=image, args=("--port", "81"), port=81, tmpfs=("/scratch",))
+    manager = Manager(Settings(backend="docker"))
+    try:
+        service = manager.start(spec)
+        status, mounts = service.run_command(["cat", "/proc/mounts"])
+        assert status == 0
+        assert "tmpfs /scratch tmpfs" in mounts
+    finally:
+        manager.close()

@@ -33,6 +33,7 @@ def spec(name: str = "svc", **fields: object) -> ServiceSpec:
         ({"command": "python -m app"}, "command must be a non-empty sequence of arguments"),
         ({"command": ()}, "command must be a non-empty sequence of arguments"),
         ({"image": ""}, "image '' is empty"),
+        ({"tmpfs": ("relative/dir",)}, "tmpfs entry 'relative/dir' is not an absolute path"),
         ({"ready": None}, "ready=None is not a readiness check"),
         ({"env": {"URL": "{other.url}"}}, "env refers to 'other', which is not in depends_on"),
         ({"env": {"URL": "{other.bogus}"}}, "placeholders in env name a dependency's address"),

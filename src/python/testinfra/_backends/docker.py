@@ -340,6 +340,7 @@ class DockerBackend:
             # Docker picks a free host port at bind time: no race with other processes.
             port_bindings={spec.port: (_HOST, None)},
             network_mode=placement.network,
+            tmpfs={path: "" for path in spec.tmpfs},
         )
         try:
             with _engine_errors(f"creating a container of {image!r}", spec.name):
