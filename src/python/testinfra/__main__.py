@@ -19,6 +19,8 @@ from testinfra._backends import open_all
 from testinfra._backends.base import Backend
 from testinfra._backends.base import Resource
 from testinfra._errors import TestinfraError
+from testinfra._lease import idle_leases
+from testinfra._lease import remove_lease
 from testinfra._owner import process_uid
 from testinfra._ports import held_port_locks
 from testinfra._ports import port_range
@@ -69,16 +71,17 @@ def _warn(problems: dict[str, str]) -> int:
     return _PARTIAL if problems else 0
 
 
-def ls(backends: Sequence[Backend], problems: dict[str, str], run: str | None) -> int:
+def ls(backends: Sequence[Backend], problems: dict[str, str], state_dir: StateDir, run: str | None) -> int:
     resources = list_resources(backends, run=run)
     if not resources:
         print("no testinfra resources found")
         return _warn(problems)
-    print(f"{'KIND':<10} {'ID':<14} {'NAME':<40} {'RUN':<13} {'OWNER':<8} {'STATE':<8} AGE")
+    warm = idle_leases(state_dir)
+    print(f"{'KIND':<10} {'ID':<14} {'NAME':<40} {'RUN':<18} {'OWNER':<8} {'STATE':<8} AGE")
     for r in resources:
-        state = "kept" if r.kept else "orphan" if r.orphaned else "in use"
+        state = "kept" if r.kept else "orphan" if r.orphaned else "warm" if r.run in warm else "in use"
         owner = str(r.owner.pid) if r.owner else "?"
-        print(f"{r.kind:<10} {r.id:<14} {r.name:<40} {r.run:<13} {owner:<8} {state:<8} {age(r)}")
+        print(f"{r.kind:<10} {r.id:<14} {r.name:<40} {r.run:<18} {owner:<8} {state:<8} {age(r)}")
     return _warn(problems)
 
 
@@ -94,11 +97,20 @@ def _confirm(resources: list[Resource]) -> bool:
 def reap_command(
     backends: Sequence[Backend],
     problems: dict[str, str],
+    state_dir: StateDir,
     run: str | None,
     everything: bool,
     kept: bool,
     yes: bool,
 ) -> int:
+    settings = Settings.from_env()
+    for lease_run, slot in idle_leases(state_dir).items():
+        if run in (None, lease_run):
+            with slot.locked():
+                if not slot.users.prune():  # still nobody: its keeper leaves once the record is gone
+                    for r in list_resources(backends, run=lease_run):
+                        print(f"removed {r.kind} {r.id} ({r.name}, warm lease {lease_run})")
+                    remove_lease(settings, state_dir, slot)
     resources = list_resources(backends, run=run)
     doomed = [r for r in resources if r.orphaned or (kept and r.kept)]
     in_use = [r for r in resources if everything and r not in doomed and not r.kept]
@@ -134,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ls_parser = commands.add_parser(
         "ls", help="list testinfra containers, networks and processes, with owners"
     )
-    reap_parser = commands.add_parser("reap", help="remove resources whose owner process is dead")
+    reap_parser = commands.add_parser(
+        "reap", help="remove resources whose owner process is dead, and warm leases nobody uses"
+    )
     for sub in (ls_parser, reap_parser):
         sub.add_argument("--run", help="only the resources of this run id")
     reap_parser.add_argument(
@@ -155,8 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         backends, problems = open_all(settings, state)
         try:
             if args.command == "ls":
-                return ls(backends, problems, args.run)
-            return reap_command(backends, problems, args.run, args.all, args.kept, args.yes)
+                return ls(backends, problems, state, args.run)
+            return reap_command(backends, problems, state, args.run, args.all, args.kept, args.yes)
         finally:
             for backend in backends:
                 backend.close()

@@ -14,7 +14,7 @@ from testinfra._manager import Manager
 from testinfra._service import Service
 from testinfra._spec import ServiceSpec
 
-Scope = Literal["function", "class", "module", "package", "session", "shared"]
+Scope = Literal["function", "class", "module", "package", "session", "shared", "lease"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 # The attribute of a function-scoped fixture's function that names its spec.
 POOLED_SPEC = "_testinfra_pooled_spec"
@@ -26,6 +26,7 @@ _PYTEST_SCOPE: dict[Scope, Literal["function", "class", "module", "package", "se
     "package": "package",
     "session": "session",
     "shared": "session",
+    "lease": "session",
 }
 
 
@@ -41,7 +42,10 @@ def service_fixture(spec: ServiceSpec, *, scope: Scope = "function", name: str |
 
     `name` overrides it. At function scope each test gets a never-used instance from a warm pool
     (the next ones start while a test runs). Scope "shared" is one instance for every xdist
-    worker of the run (a session fixture in each), which tests may not stop or restart.
+    worker of the run (a session fixture in each), which tests may not stop or restart. Scope
+    "lease" is one instance for every test process of the machine that runs the same image (the
+    files Pants runs side by side or one after another), removed a few seconds after the last one
+    is done; its tests must not depend on what other processes did to it (see the README).
     """
     if scope not in SCOPES:
         raise SpecError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
@@ -52,6 +56,8 @@ def service_fixture(spec: ServiceSpec, *, scope: Scope = "function", name: str |
     def fixture(testinfra_manager: Manager) -> Iterator[Service]:
         if shared:
             service = testinfra_manager.start_shared(spec)
+        elif scope == "lease":
+            service = testinfra_manager.start_lease(spec)
         elif scope == "function":
             service = testinfra_manager.take(spec)
         else:

@@ -1,7 +1,7 @@
 """Manager: starts services (dependencies first), shares them across a run, tears them down.
 
 Public: `start(spec)`, `take(spec)`, `expect(spec, uses)`, `start_shared(spec)`,
-`release(service)`, `close()`, and `run_id`, `settings`, `kept`. Everything a backend does sits
+`start_lease(spec)`, `release(service)`, `close()`, and `run_id`, `settings`, `kept`. Everything a backend does sits
 behind the Backend protocol; everything about ownership (owner sets, the watchdog, the sweep) is
 in _owner, _watchdog and _reaper. Start cost is hidden where it can be: the services of a graph
 get ready side by side, warm pools start per-test instances ahead (_pool), used ones are removed
@@ -32,6 +32,11 @@ from testinfra._errors import BackendUnavailableError
 from testinfra._errors import ServiceStartError
 from testinfra._errors import SpecError
 from testinfra._errors import TestinfraError
+from testinfra._lease import keeper_alive
+from testinfra._lease import lease_key
+from testinfra._lease import lease_run
+from testinfra._lease import remove_lease
+from testinfra._lease import start_keeper
 from testinfra._owner import Owner
 from testinfra._owner import OwnerSet
 from testinfra._pool import Pool
@@ -39,8 +44,8 @@ from testinfra._reaper import reap_run
 from testinfra._reaper import sweep
 from testinfra._service import Service
 from testinfra._settings import Settings
-from testinfra._shared import SharedRecord
-from testinfra._shared import SharedSlot
+from testinfra._shared import Slot
+from testinfra._shared import SlotRecord
 from testinfra._spec import ServiceSpec
 from testinfra._spec import render
 from testinfra._spec import start_order
@@ -110,7 +115,8 @@ class Manager:
         self._private_networks: dict[str, str] = {}
         self._live: list[_Graph] = []
         self._pooled: list[_Graph] = []
-        self._shared: list[tuple[Service, SharedSlot]] = []
+        # Services several processes use: shared (this run's) and leased (the machine's).
+        self._shared: list[tuple[Service, Slot]] = []
         self._pools: dict[str, Pool[_Graph]] = {}
         self._registration: Future[None] | None = None
         self._removals: list[Future[None]] = []
@@ -133,7 +139,7 @@ class Manager:
                     raise
             return self._backends[kind]
 
-    def _recorded_backend(self, record: SharedRecord) -> Backend:
+    def _recorded_backend(self, record: SlotRecord) -> Backend:
         for kind in KINDS:
             if record.get("backend") == kind:
                 return self._backend(kind)
@@ -174,7 +180,7 @@ class Manager:
     def _run_owners(self) -> OwnerSet:
         return OwnerSet(self._state.sub("runs", self.run_id, "owners"))
 
-    def _register(self, backend: Backend, shared: bool) -> Future[None]:
+    def _register(self, backend: Backend, owner: Owner) -> Future[None]:
         """Before this process's first resource: join the run's owners, then, on a thread beside
         the first start, sweep orphans and make sure the run's watchdog runs. A start waits for
         that before it returns its service.
@@ -197,7 +203,7 @@ class Manager:
                 # Another process of the run (an xdist worker) makes resources: at its end the run's
                 # owner must look for what they left, not only release its own.
                 touch(self._state.run_dir(self.run_id) / _OTHERS)
-            if shared:
+            if owner == self.run_owner:
                 # The run's owner owns shared services: the watchdog must watch it too.
                 self._run_owners().add(self.run_owner)
             return self._registration
@@ -205,28 +211,32 @@ class Manager:
     # -- starting ------------------------------------------------------------------------------
 
     def _start_graph(
-        self, spec: ServiceSpec, *, shared: bool, progress: Callable[[_Graph], None] | None = None
+        self,
+        spec: ServiceSpec,
+        *,
+        placement: Placement | None = None,
+        progress: Callable[[_Graph], None] | None = None,
     ) -> _Graph:
         """Start `spec` and its dependencies; on any failure, remove what this call started.
 
         A service is created once its dependencies are ready, or, if its spec does not need that
         (`wait_for_dependencies=False`), as soon as they exist and their addresses are known; the
         readiness checks of a graph run side by side. `progress` sees the graph after each step.
+        Without a `placement`, the graph is this process's own; with one (a shared service, a
+        lease), it gets a network of its own.
         """
         order = start_order(spec)
         backend = self._backend_for(order)
-        registration = self._register(backend, shared)
-        placement = Placement(
-            self.run_id,
-            self.run_owner if shared else Owner.me(),
-            detached=shared or self.settings.keep_on_failure,
-        )
+        own_network = placement is not None
+        if placement is None:
+            placement = Placement(self.run_id, Owner.me(), detached=self.settings.keep_on_failure)
+        registration = self._register(backend, placement.owner)
         graph = _Graph(backend)
         services: dict[str, Service] = {}
         ready: dict[str, Future[float]] = {}
         try:
             if len(order) > 1:
-                if shared:
+                if own_network:
                     graph.network = backend.create_network("shared", placement)
                     network = graph.network
                 else:
@@ -242,7 +252,9 @@ class Manager:
                 graph.instances.append(backend.create(node, _resolve_env(node, deps), placement))
                 if progress:
                     progress(graph)
-                services[node.name] = Service(node, graph.instances[-1], backend.name, deps, shared=shared)
+                services[node.name] = Service(
+                    node, graph.instances[-1], backend.name, deps, shared=own_network
+                )
                 if node is not spec:
                     ready[node.name] = _in_thread(services[node.name].wait_ready)
             services[spec.name].wait_ready()  # the last one on this thread
@@ -267,7 +279,7 @@ class Manager:
 
     def start(self, spec: ServiceSpec) -> Service:
         """Start a private instance of `spec` (and of its dependencies) for this process."""
-        graph = self._start_graph(spec, shared=False)
+        graph = self._start_graph(spec)
         with self._lock:
             self._live.append(graph)
         assert graph.service is not None
@@ -277,7 +289,7 @@ class Manager:
         with self._lock:
             if spec.fingerprint not in self._pools:
                 self._pools[spec.fingerprint] = Pool(
-                    lambda: self._start_graph(spec, shared=False),
+                    lambda: self._start_graph(spec),
                     self._teardown,
                     self._executor,
                     self.settings.pool_depth,
@@ -302,7 +314,7 @@ class Manager:
 
     def start_shared(self, spec: ServiceSpec) -> Service:
         """The run's one instance of `spec`, started by whichever process asks first."""
-        slot = SharedSlot(self._state.sub("runs", self.run_id, "shared", spec.fingerprint))
+        slot = Slot(self._state.sub("runs", self.run_id, "shared", spec.fingerprint))
         with slot.locked():
             slot.users.add(Owner.me())
             record = slot.read()
@@ -315,38 +327,70 @@ class Manager:
                 if record is not None:
                     self._remove_recorded(spec, record)  # dead, or its starter died half-way
                     slot.clear()
-                service = self._start_shared_graph(spec, slot)
+                placement = Placement(self.run_id, self.run_owner, detached=True)
+                try:
+                    service = self._start_slot_graph(spec, slot, placement, {})
+                except TestinfraError as exc:
+                    slot.write({"failed": str(exc)})
+                    raise
         with self._lock:
             self._shared.append((service, slot))
         return service
 
-    def _start_shared_graph(self, spec: ServiceSpec, slot: SharedSlot) -> Service:
-        def progress(graph: _Graph) -> None:
-            slot.write(self._shared_record(spec, graph, complete=False))
+    def start_lease(self, spec: ServiceSpec) -> Service:
+        """The machine's one instance of `spec` for every test process that agrees on what it runs
+        (see _lease): started by whichever asks first, removed by its keeper once unused."""
+        order = start_order(spec)
+        backend = self._backend_for(order)
+        key = lease_key(order, backend)
+        slot = Slot(self._state.sub("leases", key))
+        with slot.locked():
+            slot.users.add(Owner.me())
+            record = slot.read()
+            alive = record is not None and record.get("complete") and keeper_alive(record.get("keeper"))
+            service = self._attach_graph(spec, record) if alive and record else None
+            if service is None:
+                if record is not None:
+                    remove_lease(self.settings, self._state, slot)  # its keeper or an instance died
+                keeper = start_keeper(self.settings, self._state, key)
+                extra: SlotRecord = {"keeper": str(keeper), "run": lease_run(key)}
+                placement = Placement(lease_run(key), keeper, detached=True)
+                try:
+                    service = self._start_slot_graph(spec, slot, placement, extra)
+                except BaseException:
+                    # Nothing to keep: with no record and no user, the keeper leaves at once.
+                    slot.users.discard(Owner.me())
+                    slot.clear()
+                    raise
+        with self._lock:
+            self._shared.append((service, slot))
+        return service
 
-        try:
-            graph = self._start_graph(spec, shared=True, progress=progress)
-        except TestinfraError as exc:
-            slot.write({"failed": str(exc)})
-            raise
-        slot.write(self._shared_record(spec, graph, complete=True))
+    def _start_slot_graph(
+        self, spec: ServiceSpec, slot: Slot, placement: Placement, extra: SlotRecord
+    ) -> Service:
+        """Start a graph several processes will use, recording it in `slot` as it starts."""
+        names = [node.name for node in start_order(spec)]
+
+        def record(graph: _Graph, *, complete: bool) -> SlotRecord:
+            # (While it starts, fewer instances than names: the ones created so far.)
+            instances = zip(names[: len(graph.instances)], graph.instances, strict=True)
+            return {
+                **extra,
+                "backend": graph.backend.name,
+                "network": graph.network,
+                "instances": {name: instance.record() for name, instance in instances},
+                "complete": complete,
+            }
+
+        graph = self._start_graph(
+            spec, placement=placement, progress=lambda graph: slot.write(record(graph, complete=False))
+        )
+        slot.write(record(graph, complete=True))
         assert graph.service is not None
         return graph.service
 
-    @staticmethod
-    def _shared_record(spec: ServiceSpec, graph: _Graph, *, complete: bool) -> SharedRecord:
-        # (While it starts, fewer instances than names: the ones created so far.)
-        names = [node.name for node in start_order(spec)][: len(graph.instances)]
-        return {
-            "backend": graph.backend.name,
-            "network": graph.network,
-            "instances": {
-                name: instance.record() for name, instance in zip(names, graph.instances, strict=True)
-            },
-            "complete": complete,
-        }
-
-    def _attach_graph(self, spec: ServiceSpec, record: SharedRecord) -> Service | None:
+    def _attach_graph(self, spec: ServiceSpec, record: SlotRecord) -> Service | None:
         """Handles on a shared graph another process started; None if any part of it is gone."""
         backend = self._recorded_backend(record)
         services: dict[str, Service] = {}
@@ -361,7 +405,7 @@ class Manager:
             return None  # gone, or its engine went away: start a new one
         return services[spec.name]
 
-    def _remove_recorded(self, spec: ServiceSpec, record: SharedRecord) -> None:
+    def _remove_recorded(self, spec: ServiceSpec, record: SlotRecord) -> None:
         if "backend" not in record:
             return
         backend = self._recorded_backend(record)
@@ -406,15 +450,14 @@ class Manager:
                     return graph, pooled
         return None, False
 
-    def _release_shared(self, service: Service, slot: SharedSlot) -> None:
+    def _release_shared(self, service: Service, slot: Slot) -> None:
         with slot.locked():
             slot.users.discard(Owner.me())
-            if slot.users.prune():
-                return  # others still use it
             record = slot.read()
-            if record is not None:
-                self._remove_recorded(service.spec, record)
-                slot.clear()
+            if record is None or "keeper" in record or slot.users.prune():
+                return  # others still use it, or a lease's keeper removes it after its grace
+            self._remove_recorded(service.spec, record)
+            slot.clear()
 
     @staticmethod
     def _teardown(graph: _Graph) -> None:

@@ -13,7 +13,9 @@ resource itself and are never orphans. Removal, in order of when it happens:
 3. End of the run: the process that began it calls `reap_run`: whatever is left of the run,
    kept services aside.
 4. Before a process starts its first service: `sweep` removes orphans of every run (a watchdog
-   that was itself killed, a machine that lost power), and run directories nobody watches.
+   that was itself killed, a machine that lost power), and run and lease directories nobody
+   watches. A lease (one instance for the machine's test processes, see _lease) is removed by
+   its keeper once unused; its instances are orphans only if the keeper dies.
 5. By hand: `python -m testinfra reap`.
 """
 
@@ -73,8 +75,24 @@ def reap_run(
 
 
 def sweep(settings: Settings, state: StateDir, backends: Sequence[Backend]) -> list[Resource]:
-    """Remove every orphan the given backends see, and run directories of finished runs."""
+    """Remove every orphan the given backends see, and the directories of finished runs and of
+    leases whose keeper is gone."""
     removed = reap_orphans(backends)
+    for lease in state.sub("leases").iterdir():
+        slot_lock = try_lock(lease / "lock")
+        if slot_lock is None:
+            continue  # someone is starting or attaching to it right now
+        try:
+            keeper_lock = try_lock(lease / "keeper.lock")
+            if keeper_lock is None:
+                continue  # its keeper is on duty
+            os.close(keeper_lock)
+            # No keeper: its instances (if any) were orphans, removed above.
+            users = lease / "users"
+            if not users.is_dir() or not OwnerSet(users).prune():
+                shutil.rmtree(lease, ignore_errors=True)
+        finally:
+            os.close(slot_lock)
     runs = state.sub("runs")
     for run_dir in runs.iterdir():
         # A run whose watchdog never started is still starting (or died at once): left alone.

@@ -6,6 +6,7 @@ and library users without pytest read the environment. Nothing is read at import
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -56,6 +57,8 @@ class Settings:
     label: str = DEFAULT_LABEL
     # Per-test (function-scoped) instances started ahead of the tests that take them; 0: none.
     pool_depth: int = field(default_factory=default_pool_depth)
+    # Seconds a lease stays warm for the next run once its last user is gone (0: a few seconds).
+    reuse_ttl: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -66,6 +69,10 @@ class Settings:
         object.__setattr__(self, "state_dir", Path(os.path.abspath(self.state_dir)))
         if type(self.pool_depth) is not int or self.pool_depth < 0:
             raise SpecError(f"pool depth {self.pool_depth!r} must be a whole number, 0 or more")
+        if not (
+            isinstance(self.reuse_ttl, int | float) and math.isfinite(self.reuse_ttl) and self.reuse_ttl >= 0
+        ):
+            raise SpecError(f"reuse TTL {self.reuse_ttl!r} must be a finite number of seconds, 0 or more")
         if not _LABEL.fullmatch(self.label):
             raise SpecError(
                 f"label prefix {self.label!r} is invalid: use lowercase letters and digits separated by "
@@ -112,6 +119,16 @@ def _parse_count(name: str, value: str) -> int:
     return int(value)
 
 
+def _parse_seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SpecError(f"{env_var(name)}={value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise SpecError(f"{env_var(name)}={value!r} must be a finite number of seconds, 0 or more")
+    return seconds
+
+
 def _parse_backend(name: str, value: str) -> BackendName:
     for backend in BACKENDS:
         if value == backend:
@@ -128,6 +145,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "port_range": lambda name, value: parse_port_range(value),
     "label": lambda name, value: value,
     "pool_depth": _parse_count,
+    "reuse_ttl": _parse_seconds,
 }
 
 

@@ -1,10 +1,11 @@
-"""Storage for a shared service: one instance for every process (xdist worker) of a run.
+"""Storage for an instance that several processes use: a shared service or a lease.
 
-A slot is a directory, `runs/<run>/shared/<spec fingerprint>/`: `lock` serialises the processes,
-`users/` holds the processes using the service, `service.json` says how to attach to it (written
-as the graph starts, so a half-started graph can be removed by the next process) or why its start
-failed. The policy (who starts, who attaches, who removes) is the Manager's; this module only
-stores.
+A slot is a directory (`runs/<run>/shared/<spec fingerprint>/` for a shared service, one per run;
+`leases/<key>/` for a lease, one per machine): `lock` serialises the processes, `users/` holds
+the processes using the instance, `service.json` says how to attach to it (written as the graph
+starts, so a half-started graph can be removed by the next process) or why its start failed. The
+policy (who starts, who attaches, who removes) is the Manager's and the lease keeper's; this
+module only stores.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from testinfra._statedir import read_record
 from testinfra._statedir import write_record
 
 
-class SharedRecord(TypedDict, total=False):
+class SlotRecord(TypedDict, total=False):
     backend: str
     # The network made for this graph (its backend's id), removed with it.
     network: str | None
@@ -30,11 +31,14 @@ class SharedRecord(TypedDict, total=False):
     instances: dict[str, dict[str, Any]]
     # False while the graph is starting (or if its starter died meanwhile).
     complete: bool
-    # Why the start failed; every later process fails at once with it.
+    # Why the start failed; every later process of the run fails at once with it (shared only).
     failed: str
+    # A lease's keeper (the process that owns its instances) and the run id they are labelled with.
+    keeper: str
+    run: str
 
 
-class SharedSlot:
+class Slot:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.users = OwnerSet(private_dir(directory / "users"))
@@ -43,11 +47,11 @@ class SharedSlot:
     def locked(self) -> AbstractContextManager[None]:
         return locked(self.directory / "lock")
 
-    def read(self) -> SharedRecord | None:
+    def read(self) -> SlotRecord | None:
         record = read_record(self._record)
-        return cast(SharedRecord, record) if isinstance(record, dict) else None
+        return cast(SlotRecord, record) if isinstance(record, dict) else None
 
-    def write(self, record: SharedRecord) -> None:
+    def write(self, record: SlotRecord) -> None:
         write_record(self._record, record)
 
     def clear(self) -> None:

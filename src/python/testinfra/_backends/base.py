@@ -131,6 +131,11 @@ class Backend(Protocol):
 
     def supports(self, spec: ServiceSpec) -> bool: ...
 
+    def identity(self, spec: ServiceSpec) -> str:
+        """What an instance of `spec` would run here (an image id, an interpreter and import
+        path): two processes may share an instance only if they agree on it."""
+        ...
+
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> Instance:
         """Create and start an instance of `spec` with `env` already resolved (not waiting for readiness)."""
         ...

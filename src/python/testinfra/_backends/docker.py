@@ -313,6 +313,13 @@ class DockerBackend:
     def supports(self, spec: ServiceSpec) -> bool:
         return spec.image is not None
 
+    def identity(self, spec: ServiceSpec) -> str:
+        assert spec.image is not None
+        image = resolve_image(spec.image, self._image_roots)
+        with _engine_errors(f"looking up image {image!r}", spec.name):
+            image_id: str = self.client.images.get(image).id or image
+        return image_id
+
     def _labels(self, placement: Placement, **extra: str) -> dict[str, str]:
         return {
             self._label: "1",

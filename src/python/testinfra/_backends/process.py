@@ -279,6 +279,10 @@ class ProcessBackend:
     def supports(self, spec: ServiceSpec) -> bool:
         return spec.command is not None
 
+    def identity(self, spec: ServiceSpec) -> str:
+        # The code a `{python}` command runs is whatever this import path holds.
+        return os.pathsep.join([sys.executable, *sys.path])
+
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> ProcessInstance:
         assert spec.command is not None
         reservation = reserve_port(self._state)

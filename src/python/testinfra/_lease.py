@@ -1,0 +1,130 @@
+"""Leases: one instance of a spec for every test process of the machine that asks for it.
+
+Pants runs each test file as a pytest process of its own, so "session" and "shared" scopes start
+a service once per file. A lease is keyed by the spec's fingerprint and what it runs (the image
+id; the interpreter and import path of a local process), so every process that agrees on both
+uses one instance: the first starts it, the others attach. Its instances belong to a keeper, a
+detached process per lease (like a run's watchdog) that watches the lease's users and, once none
+has been left for an idle grace (a few seconds, so the next test file reuses it; much longer with
+`TESTINFRA_REUSE_TTL` for the edit-test loop), removes them and exits. A user's death is seen at
+once (pidfds); the keeper's own death leaves orphans that the next sweep removes.
+
+    leases/<key>/   lock, users/, service.json (see _shared), keeper.lock, keeper.log
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+
+from testinfra._backends import open_all
+from testinfra._backends.base import Backend
+from testinfra._child import fork_detached
+from testinfra._errors import TestinfraError
+from testinfra._owner import Owner
+from testinfra._owner import wait_for_any_exit
+from testinfra._reaper import list_resources
+from testinfra._reaper import reap
+from testinfra._settings import Settings
+from testinfra._shared import Slot
+from testinfra._spec import ServiceSpec
+from testinfra._statedir import StateDir
+from testinfra._statedir import try_lock
+
+# The next test file usually starts within this after the last one using the lease ends.
+GRACE = 3.0
+_RESCAN = 0.25
+_RETRY = 1.0
+
+
+def lease_key(order: Sequence[ServiceSpec], backend: Backend) -> str:
+    """Processes with the same key may share one instance of the graph `order`."""
+    parts = [backend.name, *(f"{spec.fingerprint}:{backend.identity(spec)}" for spec in order)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def lease_run(key: str) -> str:
+    """The run id a lease's resources carry (they belong to no test run)."""
+    return f"lease-{key[:12]}"
+
+
+def start_keeper(settings: Settings, state: StateDir, key: str) -> Owner:
+    """Start the keeper of lease `key` (call with its slot locked); returns the keeper."""
+    directory = state.sub("leases", key)
+    grace = settings.reuse_ttl or GRACE
+    answer = fork_detached(lambda report: _keep(settings, key, grace, report), directory / "keeper.log")
+    keeper = Owner.parse(answer)
+    if keeper is None:
+        raise TestinfraError(f"the keeper of lease {key} did not start; see {directory / 'keeper.log'}")
+    return keeper
+
+
+def _keep(settings: Settings, key: str, grace: float, report: Callable[[str], None]) -> None:
+    state = StateDir(settings.state_dir)
+    slot = Slot(state.sub("leases", key))
+    lock = try_lock(slot.directory / "keeper.lock")
+    if lock is None:
+        report("busy")  # (cannot happen: keepers start with the slot locked and no keeper alive)
+        return
+    me = Owner.me()
+    report(str(me))
+    idle_since: float | None = None
+    while True:
+        live = slot.users.prune()
+        if live:
+            idle_since = None
+            wait_for_any_exit([owner.pid for owner in live if owner.visible], _RESCAN)
+            continue
+        record = slot.read()
+        if record is None or record.get("keeper") != str(me):
+            return  # removed by `python -m testinfra reap`, or never ours: nothing to keep
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since < grace:
+            time.sleep(_RESCAN)
+            continue
+        with slot.locked():
+            if slot.users.prune():
+                continue  # a user came back just in time
+            remove_lease(settings, state, slot)
+        return
+
+
+def remove_lease(settings: Settings, state: StateDir, slot: Slot) -> None:
+    """Remove a lease's instances (call with its slot locked), retrying while the engine is away."""
+    record = slot.read()
+    if record is None:
+        return
+    run = record.get("run")
+    while run:
+        backends, _ = open_all(settings, state)
+        try:
+            reap(backends, list_resources(backends, run))
+            break
+        except TestinfraError as exc:
+            print(f"{time.strftime('%H:%M:%S')} removing lease {run} failed ({exc}); retrying", flush=True)
+            time.sleep(_RETRY)
+        finally:
+            for backend in backends:
+                backend.close()
+    slot.clear()
+
+
+def idle_leases(state: StateDir) -> dict[str, Slot]:
+    """Leases nobody uses right now (kept warm, or about to go), by the run id of their resources."""
+    idle = {}
+    leases = state.sub("leases")
+    for directory in leases.iterdir():
+        if not (directory / "service.json").exists():
+            continue
+        slot = Slot(directory)
+        record = slot.read()
+        if record is not None and "run" in record and not slot.users.prune():
+            idle[record["run"]] = slot
+    return idle
+
+
+def keeper_alive(keeper: str | None) -> bool:
+    owner = Owner.parse(keeper or "")
+    return owner is not None and owner.alive

@@ -1,0 +1,207 @@
+"""Leases: one instance for the machine's test processes, removed by its keeper once unused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testinfra._backends.base import Resource
+from testinfra._child import child_env
+from testinfra._lease import GRACE
+from testinfra.conftest import report
+from testinfra.conftest import run_resources
+
+# The test notes which instance it got, says it is using it, then waits until told to go on.
+LEASED_TEST = """
+import json
+import os
+import pathlib
+import time
+
+import httpx
+from specs import WS1
+from testinfra import service_fixture
+
+web = service_fixture(WS1, scope="lease")
+
+def test_uses_the_lease(web):
+    note = {"id": web.resource_id, "url": web.url, "pid": os.getpid()}
+    pathlib.Path(f"using-{os.getpid()}.json").write_text(json.dumps(note))
+    go = pathlib.Path("go")
+    deadline = time.monotonic() + 120
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert httpx.get(web.url + "/health").status_code == 200
+"""
+TIMEOUT = 120.0
+
+
+def session(inner: pytest.Pytester, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, "test_leased.py"],
+        cwd=inner.path,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for_users(
+    inner: pytest.Pytester, count: int, *sessions: subprocess.Popen[bytes]
+) -> list[dict[str, str]]:
+    deadline = time.monotonic() + TIMEOUT
+    while len(list(inner.path.glob("using-*.json"))) < count:
+        for proc in sessions:
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "the sessions did not get their service"
+        time.sleep(0.02)
+    return [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
+
+
+def finish(proc: subprocess.Popen[bytes]) -> str:
+    output, _ = proc.communicate(timeout=TIMEOUT)
+    return output.decode(errors="replace")
+
+
+def lease_resources(instance: str) -> list[Resource]:
+    """The resources of the lease whose instance is `instance`."""
+    runs = {r.run for r in run_resources_everywhere() if r.id == instance}
+    return [r for r in run_resources_everywhere() if r.run in runs]
+
+
+def run_resources_everywhere() -> list[Resource]:
+    return [r for r in run_resources("") if r.run.startswith("lease-")]
+
+
+def seconds_until_gone(instance: str) -> float:
+    start = time.monotonic()
+    while lease_resources(instance):
+        assert time.monotonic() - start < GRACE + TIMEOUT / 4, f"the lease of {instance} was never removed"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_concurrent_processes_share_one_instance_which_goes_once_unused(
+    inner: pytest.Pytester, backend: str
+) -> None:
+    inner.makepyfile(test_leased=LEASED_TEST)
+    first, second = session(inner), session(inner)
+    try:
+        notes = wait_for_users(inner, 2, first, second)
+        assert len({note["id"] for note in notes}) == 1, "two processes got two instances"
+        (inner.path / "go").touch()
+        assert "1 passed" in finish(first)
+        assert "1 passed" in finish(second)
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    seconds_until_gone(notes[0]["id"])
+
+
+def test_a_lease_kept_warm_is_reused_by_the_next_run_listed_and_reaped(
+    inner: pytest.Pytester, backend: str
+) -> None:
+    inner.makepyfile(test_leased=LEASED_TEST)
+    (inner.path / "go").touch()
+    warm = {"TESTINFRA_REUSE_TTL": "120"}
+    assert "1 passed" in finish(session(inner, env=warm))
+    (first,) = [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
+    listing = cli("ls")
+    assert any(first["id"] in line and " warm " in line for line in listing.splitlines()), listing
+    for path in inner.path.glob("using-*.json"):
+        path.unlink()
+    assert "1 passed" in finish(session(inner, env=warm))
+    (second,) = [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
+    assert second["id"] == first["id"], "the next run started a new instance"
+    removed = cli("reap")
+    assert "removed" in removed and first["id"] in removed
+    assert lease_resources(first["id"]) == []
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "testinfra", *args], capture_output=True, text=True, env=child_env()
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("victim", ["starter", "attached"])
+def test_a_killed_user_leaves_the_lease_to_the_others_then_nothing(
+    inner: pytest.Pytester, backend: str, victim: str
+) -> None:
+    inner.makepyfile(test_leased=LEASED_TEST)
+    first = session(inner)
+    try:
+        (starter,) = wait_for_users(inner, 1, first)
+        second = session(inner)
+        notes = wait_for_users(inner, 2, first, second)
+        (attached,) = [note for note in notes if note["pid"] != starter["pid"]]
+        killed, survivor = (first, second) if victim == "starter" else (second, first)
+        target = starter if victim == "starter" else attached
+        os.kill(int(target["pid"]), signal.SIGKILL)
+        killed.communicate(timeout=TIMEOUT)
+        (inner.path / "go").touch()
+        assert "1 passed" in finish(survivor), "the surviving user lost its service"
+        seconds = seconds_until_gone(starter["id"])
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    report(f"lease user SIGKILLed ({victim})", backend, seconds)
+
+
+def test_a_killed_worker_mid_lease_leaves_nothing(inner: pytest.Pytester, backend: str) -> None:
+    inner.makepyfile(
+        test_leased=LEASED_TEST.replace(
+            "def test_uses_the_lease(web):",
+            "import pytest\n\n@pytest.mark.parametrize('n', range(2))\ndef test_uses_the_lease(web, n):",
+        )
+    )
+    proc = session(inner, "-n", "2")
+    try:
+        notes = wait_for_users(inner, 2, proc)
+        os.kill(int(notes[0]["pid"]), signal.SIGKILL)
+        (inner.path / "go").touch()
+        finish(proc)  # xdist reports the killed worker's test as failed
+        seconds = seconds_until_gone(notes[0]["id"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    report("xdist worker SIGKILLed mid-lease", backend, seconds)
+
+
+def test_a_killed_keeper_leaves_orphans_the_next_sweep_removes(inner: pytest.Pytester, backend: str) -> None:
+    inner.makepyfile(test_leased=LEASED_TEST)
+    (inner.path / "go").touch()
+    assert "1 passed" in finish(session(inner, env={"TESTINFRA_REUSE_TTL": "120"}))
+    (note,) = [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
+    leased = lease_resources(note["id"])
+    assert leased and all(r.owner is not None for r in leased)
+    keeper = leased[0].owner
+    assert keeper is not None
+    os.kill(keeper.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    # Any session's first start sweeps orphans: this one's.
+    inner.makepyfile(
+        test_other="from specs import WS1\nfrom testinfra import service_fixture\n\nweb = service_fixture(WS1)\n\ndef test_one(web):\n    pass\n"
+    )
+    assert "1 passed" in finish(
+        subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_other.py"],
+            cwd=inner.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    )
+    assert lease_resources(note["id"]) == []
+    report("lease keeper SIGKILLed", backend, time.monotonic() - t0)
