@@ -125,6 +125,9 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id, backend, require_docker, keep_on_failure=_flag(config, "keep-on-failure"), run_owner=run_owner
     )
     _interrupt_on_sigterm()
+    # Where this process writes the JUnit XML (never in an xdist worker), hand it the services' logs.
+    if config.option.xmlpath and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(JUnitServiceLogs(), "testinfra-junit")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -201,6 +204,37 @@ def pytest_runtest_makereport(
             for service in services:
                 service.keep = True
     return report
+
+
+class JUnitServiceLogs:
+    """Puts a failed test's service sections into its JUnit XML, as captured stderr.
+
+    --junitxml writes (with `junit_logging`) only the sections titled "Captured ..." of a test's
+    teardown report; ours are titled "testinfra: ..." and sit on the report of the failed phase.
+    The copies exist only while the teardown report is logged, so the terminal summary still
+    shows each section once.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[tuple[str, str]]] = {}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        # JUnit gets the bodies only: each copy starts with its title (service, state, address).
+        copies = [
+            (f"Captured stderr {title}", f"{title}\n{body}")
+            for title, body in report.sections
+            if title.startswith("testinfra: ")
+        ]
+        self._pending.setdefault(report.nodeid, []).extend(copies)
+        if report.when != "teardown":
+            return (yield)
+        copies = self._pending.pop(report.nodeid)
+        report.sections.extend(copies)
+        try:
+            return (yield)
+        finally:
+            del report.sections[len(report.sections) - len(copies) :]
 
 
 @pytest.fixture(scope="session")
