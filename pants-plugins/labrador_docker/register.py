@@ -72,7 +72,8 @@ set -euo pipefail
 docker=$1 setup=$2 iidfile=$3 archive=$4
 shift 4
 if [[ -n "${setup}" ]]; then
-  bash "${setup}" >&2
+  # Builds run side by side: their setup steps (say, building a shared base image) take turns.
+  flock "${TMPDIR:-/tmp}/labrador-image-setup.lock" bash "${setup}" >&2
 fi
 "${docker}" build --quiet --iidfile "${iidfile}" "$@" >&2
 "${docker}" save --output "${archive}" "$(cat "${iidfile}")"
