@@ -165,6 +165,9 @@ class TestinfraPlugin:
         self._warm_ups: list[tuple[ServiceSpec, int]] = []
         self._previous_sigterm: Any = None
         self._interrupt_on_sigterm()
+        # Where this process writes the JUnit XML (never in an xdist worker), hand it the services' logs.
+        if config.option.xmlpath and not hasattr(config, "workerinput"):
+            config.pluginmanager.register(JUnitServiceLogs(), "testinfra-junit")
 
     def _interrupt_on_sigterm(self) -> None:
         """Turn SIGTERM (how Pants and CI stop a test process) into a Ctrl-C: pytest then tears down."""
@@ -283,6 +286,37 @@ class TestinfraPlugin:
                 for service in services:
                     service.keep = True
         return report
+
+
+class JUnitServiceLogs:
+    """Puts a failed test's service sections into its JUnit XML, as captured stderr.
+
+    --junitxml writes (with `junit_logging`) only the sections titled "Captured ..." of a test's
+    teardown report; ours are titled "testinfra: ..." and sit on the report of the failed phase.
+    The copies exist only while the teardown report is logged, so the terminal summary still
+    shows each section once.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[tuple[str, str]]] = {}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        # JUnit gets the bodies only: each copy starts with its title (service, state, address).
+        copies = [
+            (f"Captured stderr {title}", f"{title}\n{body}")
+            for title, body in report.sections
+            if title.startswith("testinfra: ")
+        ]
+        self._pending.setdefault(report.nodeid, []).extend(copies)
+        if report.when != "teardown":
+            return (yield)
+        copies = self._pending.pop(report.nodeid)
+        report.sections.extend(copies)
+        try:
+            return (yield)
+        finally:
+            del report.sections[len(report.sections) - len(copies) :]
 
 
 def _plugin(config: pytest.Config) -> TestinfraPlugin:

@@ -37,9 +37,11 @@ from testinfra._errors import ServiceGoneError
 from testinfra._errors import ServiceStartError
 from testinfra._owner import Owner
 from testinfra._pants import address_hint
-from testinfra._pants import resolve_image
+from testinfra._pants import locate_image
 from testinfra._settings import Settings
 from testinfra._spec import ServiceSpec
+from testinfra._statedir import StateDir
+from testinfra._statedir import locked
 
 if TYPE_CHECKING:
     import docker
@@ -305,6 +307,7 @@ class DockerBackend:
 
     def __init__(self, settings: Settings, image_roots: Sequence[Path] = ()) -> None:
         self.client = connect()
+        self._state = StateDir(settings.state_dir)
         self._label = settings.label
         self._image_roots = tuple(image_roots)
         # Numbers this process's containers; next() on it is atomic, and pools start from threads.
@@ -315,10 +318,43 @@ class DockerBackend:
 
     def identity(self, spec: ServiceSpec) -> str:
         assert spec.image is not None
-        image = resolve_image(spec.image, self._image_roots)
+        image, archive = locate_image(spec.image, self._image_roots)
+        if not self._present(image, spec):
+            self._load(image, archive, spec)
         with _engine_errors(f"looking up image {image!r}", spec.name):
             image_id: str = self.client.images.get(image).id or image
         return image_id
+
+    def _present(self, image: str, spec: ServiceSpec) -> bool:
+        try:
+            with _engine_errors(f"looking up image {image!r}", spec.name):
+                self.client.images.get(image)
+        except ImageNotFoundError:
+            return False
+        return True
+
+    def _load(self, image: str, archive: Path | None, spec: ServiceSpec) -> None:
+        """Load `image` from the archive Pants left beside its docker-info.json (a machine that
+        took the archive from a remote cache never built the image); ImageNotFoundError if none."""
+        if archive is None:
+            raise ImageNotFoundError(
+                f"image {image!r} of service {spec.name!r} is not in the Docker engine; build it "
+                "(./pants package <address>) or pull it before the tests"
+                + address_hint(image, self._image_roots)
+            )
+        if not archive.is_file():
+            raise ImageNotFoundError(
+                f"image {image!r} of service {spec.name!r} is not in the engine, and its archive {archive} is missing"
+            )
+        # One process loads it; the others wait, then find it there.
+        with locked(self._state.sub("images") / f"{image.replace(':', '-')}.lock"):
+            if self._present(image, spec):
+                return
+            with _engine_errors(f"loading {archive}", spec.name), archive.open("rb") as stream:
+                self.client.images.load(stream)
+            if not self._present(image, spec):
+                # A truncated or foreign archive must fail here, not start the wrong image later.
+                raise ImageNotFoundError(f"loading {archive} did not give image {image!r}; rebuild it")
 
     def _labels(self, placement: Placement, **extra: str) -> dict[str, str]:
         return {
@@ -335,7 +371,7 @@ class DockerBackend:
 
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> DockerInstance:
         assert spec.image is not None
-        image = resolve_image(spec.image, self._image_roots)
+        image, archive = locate_image(spec.image, self._image_roots)
         name = f"testinfra-{placement.run_id}-{os.getpid()}-{spec.name.replace('_', '-')}-{next(self._count)}"
         api = self.client.api
         networking = None
@@ -349,11 +385,12 @@ class DockerBackend:
             network_mode=placement.network,
             tmpfs={path: "" for path in spec.tmpfs},
         )
-        try:
+
+        def create() -> dict[str, Any]:
             with _engine_errors(f"creating a container of {image!r}", spec.name):
                 # The low-level create never pulls (the SDK's `run` would): pulling mid-session is
                 # slow, flaky, and not what the test built.
-                created = api.create_container(
+                created: dict[str, Any] = api.create_container(
                     image,
                     command=list(spec.args) if spec.args is not None else None,
                     name=name,
@@ -364,12 +401,14 @@ class DockerBackend:
                     networking_config=networking,
                     detach=True,
                 )
-        except ImageNotFoundError as exc:
-            raise ImageNotFoundError(
-                f"image {image!r} of service {spec.name!r} is not in the Docker engine; build it "
-                "(./pants package <address>) or pull it before the tests"
-                + address_hint(image, self._image_roots)
-            ) from exc
+            return created
+
+        try:
+            try:
+                created = create()
+            except ImageNotFoundError:
+                self._load(image, archive, spec)  # (raises when there is nothing to load)
+                created = create()
         except ServiceError as exc:  # the engine rejects the reference itself
             raise ImageNotFoundError(
                 f"image {image!r} of service {spec.name!r} is not usable: {exc}"
