@@ -6,6 +6,8 @@ Each test names the defect it guards against; without the fix it fails.
 from __future__ import annotations
 
 import errno
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -463,3 +465,35 @@ def test_the_state_directory_deleted_mid_run_does_not_stop_the_watchdog(
         if session.poll() is None:
             session.kill()
             session.communicate()
+
+
+@pytest.mark.testinfra_docker
+def test_an_image_the_engine_lacks_is_loaded_from_its_archive_once(
+    tmp_path: Path, pytestconfig: pytest.Config, state: StateDir
+) -> None:
+    # An image of our own (web_server1 plus a label), saved, then removed from the engine: as on a
+    # machine that got the archive from a remote cache and never built the image.
+    base = image_or_address(ADDRESSES["web_server1"], pytestconfig, "docker")
+    client = docker.from_env()
+    dockerfile = io.BytesIO(f"FROM {base}\nLABEL org.labrador.test={tmp_path.name}\n".encode())
+    image, _ = client.images.build(fileobj=dockerfile, rm=True)
+    image_id = image.id
+    assert image_id is not None
+    archive = tmp_path / "src.python.app" / "image.docker-image.tar"
+    archive.parent.mkdir()
+    with archive.open("wb") as out:
+        for chunk in image.save():
+            out.write(chunk)
+    client.images.remove(image_id)
+    (archive.parent / "image.docker-info.json").write_text(
+        json.dumps({"version": 1, "image_id": image_id, "archive": archive.name})
+    )
+    manager = Manager(Settings(backend="docker", state_dir=state.root), image_roots=[tmp_path])
+    try:
+        service = manager.start(ServiceSpec(name="web", image="src/python/app:image"))
+        assert service.exit_code() is None
+        assert client.images.get(image_id).id == image_id
+    finally:
+        manager.close()
+        client.images.remove(image_id, force=True)
+        client.close()

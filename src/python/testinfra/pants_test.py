@@ -7,6 +7,7 @@ import pytest
 
 from testinfra import ImageNotFoundError
 from testinfra._pants import address_hint
+from testinfra._pants import locate_image
 from testinfra._pants import resolve_image
 
 
@@ -56,3 +57,14 @@ def test_a_missing_image_says_where_a_pants_repo_was_looked_for(tmp_path: Path) 
         "src/python/app:image", [tmp_path]
     )
     assert address_hint("python@sha256:0123", [tmp_path]) == ""
+
+
+def test_an_archived_image_names_its_saved_tarball(tmp_path: Path) -> None:
+    info = tmp_path / "src.python.app" / "image.docker-info.json"
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"version": 1, "image_id": "sha256:a1", "archive": "image.docker-image.tar"}))
+    assert locate_image("src/python/app:image", [tmp_path]) == (
+        "sha256:a1",
+        info.parent / "image.docker-image.tar",
+    )
+    assert locate_image("python:3.11", [tmp_path]) == ("python:3.11", None)
