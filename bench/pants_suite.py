@@ -34,7 +34,7 @@ DEFAULT_TARGETS = ["tests/naive:", "tests/fixture::", "tests/resources:", "tests
 
 def count_creates(stop: threading.Event, counted: list[int]) -> None:
     client = docker.from_env()
-    since = time.time()
+    since = int(time.time())
     events = client.events(
         decode=True, since=since, filters={"type": "container", "event": "create", "label": DEFAULT_LABEL}
     )

@@ -22,6 +22,7 @@ import pytest
 
 from testinfra import HttpCheck
 from testinfra import ImageNotFoundError
+from testinfra import LogCheck
 from testinfra import Manager
 from testinfra import ServiceGoneError
 from testinfra import ServiceNotReadyError
@@ -497,3 +498,50 @@ def test_an_image_the_engine_lacks_is_loaded_from_its_archive_once(
         manager.close()
         client.images.remove(image_id, force=True)
         client.close()
+
+
+def test_log_reads_take_only_what_is_new_or_the_tail_whatever_the_log_size(
+    state: StateDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = Manager(Settings(backend="process", state_dir=state.root))
+    try:
+        chatty = "import sys, time\nsys.stdout.write('x' * 20_000_000 + '\\nready\\n'); sys.stdout.flush(); time.sleep(3600)"
+        service = manager.start(
+            ServiceSpec(name="chatty", command=("{python}", "-c", chatty), ready=LogCheck("^ready$"))
+        )
+        read: list[int] = []
+
+        class Counted:
+            """A file that counts the bytes read from it."""
+
+            def __init__(self, file: Any) -> None:
+                self._file = file
+
+            def __enter__(self) -> Counted:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self._file.close()
+
+            def read(self, size: int = -1) -> bytes:
+                data: bytes = self._file.read(size)
+                read.append(len(data))
+                return data
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._file, name)
+
+        monkeypatch.setattr(
+            "testinfra._backends.process.open", lambda *a, **k: Counted(open(*a, **k)), raising=False
+        )
+        # A LogCheck's probes after its first, and a failure report's tail: each reads what is new
+        # since the last probe, or the end of the file, not the 20 MB before it.
+        _, cursor = service._instance.read_logs(None)  # (the first probe reads this start's output)
+        read.clear()
+        for _ in range(20):
+            _, cursor = service._instance.read_logs(cursor)
+        assert service.logs(tail=1) == "ready"
+        assert sum(read) < 1_000_000, f"read {sum(read)} bytes for 20 probes and a tail"
+    finally:
+        monkeypatch.undo()
+        manager.close()
