@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic import field_validator
 from pydantic_settings import BaseSettings
 from pydantic_settings import SettingsConfigDict
+
+from labrador.urls import optional_url
 
 
 class Settings(BaseSettings):
@@ -27,18 +28,12 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgresql_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            scheme = urlsplit(value).scheme
-        except ValueError as exc:
-            raise ValueError(f"is not a URL: {exc}") from None
-        if scheme not in ("postgresql", "postgres"):
-            raise ValueError(
-                "must be a postgresql:// URL, e.g. postgresql://user:password@localhost:5432/dogs "
-                "(unset it to keep the dogs in memory)"
-            )
-        return value
+        return optional_url(
+            value,
+            ("postgresql", "postgres"),
+            "postgresql://user:password@localhost:5432/dogs",
+            "unset it to keep the dogs in memory",
+        )
 
 
 @lru_cache

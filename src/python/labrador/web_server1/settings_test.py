@@ -29,7 +29,7 @@ def test_accepts_postgresql_urls(url: str) -> None:
 
 @pytest.mark.parametrize("url", ["mysql://db/dogs", "db:5432", "host=db dbname=dogs"])
 def test_rejects_other_urls_and_says_what_is_expected(url: str) -> None:
-    with pytest.raises(ValidationError, match="must be a postgresql:// URL"):
+    with pytest.raises(ValidationError, match="must be a postgresql://, postgres:// URL"):
         Settings(database_url=url)
 
 

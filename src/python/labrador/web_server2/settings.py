@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic import field_validator
 from pydantic_settings import BaseSettings
 from pydantic_settings import SettingsConfigDict
+
+from labrador.urls import optional_url
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -34,18 +35,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            scheme = urlsplit(value).scheme
-        except ValueError as exc:
-            raise ValueError(f"is not a URL: {exc}") from None
-        if scheme not in _REDIS_SCHEMES:
-            raise ValueError(
-                f"must be a {', '.join(s + '://' for s in _REDIS_SCHEMES)} URL, e.g. redis://localhost:6379/0 "
-                "(unset it to run without a cache)"
-            )
-        return value
+        return optional_url(
+            value, _REDIS_SCHEMES, "redis://localhost:6379/0", "unset it to run without a cache"
+        )
 
 
 @lru_cache
