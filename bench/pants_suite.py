@@ -1,4 +1,4 @@
-"""`./pants test` of a set of targets: wall time, and how many services it started.
+"""`./pants test` of a set of targets (or plain pytest of paths): wall time, and service starts.
 
 Every container testinfra creates carries its label, so the engine's event stream counts the
 starts whatever version of testinfra made them; run it on this checkout and on another (an older
@@ -10,6 +10,7 @@ commit, `--checkout`) to compare, in the same run, interleaved:
 Without targets, the test targets both checkouts have under tests/. `--edit FILE` measures the
 edit-test loop instead of a forced run: before each run a comment is appended to FILE (a test
 file, in each checkout), so only what depends on it runs again; the file is restored at the end.
+`--pytest` runs `python -m pytest PATHS` in each checkout instead of Pants (e.g. one test file).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,7 +50,9 @@ def count_creates(stop: threading.Event, counted: list[int]) -> None:
         client.close()
 
 
-def run_suite(checkout: Path, targets: list[str], env: dict[str, str], edit: str | None) -> tuple[float, int]:
+def run_suite(
+    checkout: Path, targets: list[str], env: dict[str, str], edit: str | None, pytest: bool
+) -> tuple[float, int]:
     counted = [0]
     stop = threading.Event()
     watcher = threading.Thread(target=count_creates, args=(stop, counted), daemon=True)
@@ -58,6 +62,9 @@ def run_suite(checkout: Path, targets: list[str], env: dict[str, str], edit: str
         with open(checkout / edit, "a") as file:
             file.write(f"# edited {time.time()}\n")
     command = ["./pants", "test", *targets] if edit else ["./pants", "test", "--force", *targets]
+    if pytest:
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets]
+        env = {**env, "PYTHONPATH": os.pathsep.join([str(checkout / "src/python"), str(checkout), *sys.path])}
     t0 = time.perf_counter()
     done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
@@ -77,6 +84,7 @@ def main() -> None:
         "--checkout", type=Path, action="append", default=[], help="another checkout to compare"
     )
     parser.add_argument("--edit", help="a test file to touch before each run (the edit-test loop)")
+    parser.add_argument("--pytest", action="store_true", help="run plain pytest on the targets (paths)")
     parser.add_argument("targets", nargs="*", default=DEFAULT_TARGETS)
     args = parser.parse_args()
     root = build_root(Path.cwd())
@@ -91,15 +99,16 @@ def main() -> None:
     try:
         for _ in range(args.runs):
             for name, path in checkouts.items():
-                samples[name].append(run_suite(path, args.targets, env, args.edit))
+                samples[name].append(run_suite(path, args.targets, env, args.edit, args.pytest))
     finally:
         for path, text in originals.items():
             (path / args.edit).write_text(text)
     rows = []
     for name, values in samples.items():
         rows.append([name, f"{median([v[0] for v in values]):.1f}", str(int(median([v[1] for v in values])))])
-    how = f"after editing {args.edit}" if args.edit else "--force"
-    print(f"./pants test {' '.join(args.targets)} ({how}); medians of {args.runs} interleaved runs")
+    how = f"./pants test, after editing {args.edit}" if args.edit else "./pants test --force"
+    how = "pytest" if args.pytest else how
+    print(f"{how} {' '.join(args.targets)}; medians of {args.runs} interleaved runs")
     print(table(["checkout", "wall s", "containers started"], rows))
     save("pants_suite", {name: values for name, values in samples.items()})
 
