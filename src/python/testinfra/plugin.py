@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from testinfra._errors import BackendUnavailableError
 from testinfra._errors import StateDirError
 from testinfra._errors import TestinfraError
 from testinfra._fixtures import POOLED_SPEC
@@ -164,6 +165,8 @@ class TestinfraPlugin:
         self._positions: dict[str, int] = {}
         self._warm_ups: list[tuple[ServiceSpec, int]] = []
         self._previous_sigterm: Any = None
+        # Teardowns that could not finish because the engine was gone (see pytest_runtest_teardown).
+        self._engine_lost: list[BackendUnavailableError] = []
         self._interrupt_on_sigterm()
         # Where this process writes the JUnit XML (never in an xdist worker), hand it the services' logs.
         if config.option.xmlpath and not hasattr(config, "workerinput"):
@@ -213,18 +216,38 @@ class TestinfraPlugin:
         node.workerinput[_WORKER_KEY] = [self.manager.run_id, str(self.manager.run_owner)]
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        problem: BaseException | None = self._engine_lost[0] if self._engine_lost else None
         try:
             # Safety net: fixtures release their services, but an interrupted session may not get there.
             self.manager.close()
         except TestinfraError as exc:
-            # After the summary, a traceback would bury the point: one line, and the watchdog goes on.
-            first = str(exc).splitlines()[0]
-            print(
-                f"testinfra: teardown incomplete ({first}); the run's watchdog keeps trying", file=sys.stderr
-            )
+            problem = problem or _engine_loss(exc) or exc
         finally:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if problem is not None:
+            # After the summary, a traceback would bury the point: one line, and the watchdog goes on.
+            first = str(problem).splitlines()[0]
+            sys.stdout.flush()  # (after the summary also where stdout is a buffered file, as in CI logs)
+            print(
+                f"testinfra: teardown incomplete ({first}); the run's watchdog keeps trying", file=sys.stderr
+            )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self) -> Generator[None, None, None]:
+        """A fixture that could not remove its service because the engine is gone is not a test
+        error: the run's watchdog removes it once the engine answers. One line at the end says so
+        (pytest_unconfigure), instead of a traceback through the HTTP layer for each fixture."""
+        try:
+            return (yield)
+        except Exception as exc:
+            # (pytest raises a group when several finalizers failed.)
+            errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
+            lost = [cause for cause in map(_engine_loss, errors) if cause is not None]
+            if len(lost) < len(errors):
+                raise  # something else went wrong too: all of it is reported
+            self._engine_lost += lost
+            return None
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.settings.keep_on_failure or hasattr(self.config, "workerinput"):
@@ -317,6 +340,16 @@ class JUnitServiceLogs:
             return (yield)
         finally:
             del report.sections[len(report.sections) - len(copies) :]
+
+
+def _engine_loss(exc: BaseException) -> BackendUnavailableError | None:
+    """The lost engine behind `exc` (a teardown error wraps the first failure as its cause)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, BackendUnavailableError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def _plugin(config: pytest.Config) -> TestinfraPlugin:

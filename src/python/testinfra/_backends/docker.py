@@ -242,20 +242,27 @@ class DockerInstance:
 
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
         outcome: list[tuple[int, str]] = []
+        lost: list[BackendUnavailableError] = []
 
         def execute() -> None:
-            with contextlib.suppress(ServiceError, BackendUnavailableError):
+            try:
                 with _engine_errors("running a command in it", self.spec.name):
                     code, output = self._container.exec_run(list(argv))
                     assert isinstance(output, bytes)  # not streamed
                     outcome.append(
                         (code if code is not None else _UNKNOWN_EXIT, output.decode(errors="replace"))
                     )
+            except BackendUnavailableError as exc:
+                lost.append(exc)  # not a command that failed: raised below
+            except ServiceError:
+                pass  # the engine refused the exec (e.g. the container is not running): it did not run
 
         # The SDK has no timeout for exec: wait for it on a thread, and give up at `timeout`.
         worker = threading.Thread(target=execute, daemon=True)
         worker.start()
         worker.join(timeout)
+        if lost:
+            raise lost[0]
         return outcome[0] if outcome else (_UNKNOWN_EXIT, f"{list(argv)} did not finish in {timeout}s")
 
     @_mapped("reading its state")
