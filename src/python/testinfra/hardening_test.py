@@ -485,7 +485,9 @@ def test_an_image_the_engine_lacks_is_loaded_from_its_archive_once(
     with archive.open("wb") as out:
         for chunk in image.save():
             out.write(chunk)
-    client.images.remove(image_id)
+    # noprune: the base is an untagged image loaded from its archive, and pruning would take it
+    # from every other test of this engine.
+    client.images.remove(image_id, noprune=True)
     (archive.parent / "image.docker-info.json").write_text(
         json.dumps({"version": 1, "image_id": image_id, "archive": archive.name})
     )
@@ -496,7 +498,7 @@ def test_an_image_the_engine_lacks_is_loaded_from_its_archive_once(
         assert client.images.get(image_id).id == image_id
     finally:
         manager.close()
-        client.images.remove(image_id, force=True)
+        client.images.remove(image_id, force=True, noprune=True)
         client.close()
 
 
