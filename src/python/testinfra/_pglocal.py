@@ -15,7 +15,10 @@ The launcher stays the parent of postgres:
 - postgres dies with the launcher: it carries the kernel's parent-death signal, set in the child
   after any change of user, because changing credentials clears it.
 - As root, initdb and postgres (which refuse root) run as an unprivileged user, `postgres` by
-  default (Debian's postgresql packages create it); DIR is handed over to that user.
+  default (Debian's postgresql packages create it); DIR is handed over to that user. When DIR's
+  parent is a private directory of ours (e.g. testinfra's 0700 `{workdir}`: pass
+  `--data-dir {workdir}/data`), that user is allowed through it (search permission, not listing):
+  DIR itself must stay ours to remove, so it cannot be handed over whole.
 
 Only the standard library is used, so the file also runs on its own, with any Python 3.9+.
 """
@@ -30,6 +33,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -154,11 +158,23 @@ def prepare_data_dir(data_dir: Path, who: RunAs, port: int) -> bool:
     if who.uid is not None and who.gid is not None:
         os.chown(data_dir, who.uid, who.gid)
         if not _can_use(data_dir, who):
+            _let_through(data_dir.parent)
+        if not _can_use(data_dir, who):
             raise LaunchError(
                 f"user {who.name!r} cannot use {data_dir}: a parent directory is closed to it (e.g. a 0700 "
                 "temporary directory of root's); choose a --data-dir every parent of which it may enter"
             )
     return False
+
+
+def _let_through(directory: Path) -> None:
+    """Give others search permission on `directory` if it is ours and closed to them."""
+    try:
+        info = os.lstat(directory)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & stat.S_IXOTH:
+        os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
 
 
 def _process_state(pid: int) -> str:
