@@ -59,6 +59,8 @@ TEST_SETTINGS: tuple[tuple[str, str], ...] = (
     # CREATE DATABASE ... TEMPLATE fails or waits while anyone, autovacuum included, uses the template.
     ("autovacuum", "off"),
     ("jit", "off"),
+    # Every CREATE DATABASE ... STRATEGY FILE_COPY checkpoints twice: not worth a log line each.
+    ("log_checkpoints", "off"),
 )
 
 
@@ -393,6 +395,8 @@ def launch(args: argparse.Namespace, data_dir: Path) -> int:
         print(f"pglocal: error: {exc}", file=sys.stderr)
         return 1
 
+    # postgres looks up its working directory at start, and the caller's may be closed to its user.
+    os.chdir(data_dir)
     launcher = Launcher(who)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, launcher.on_signal)
