@@ -21,8 +21,8 @@ from testinfra._isolation import postgres_server
 from testinfra._isolation import redis_server
 from testinfra._pants import resolve_image
 from testinfra._postgres import Server
-from testinfra._redis import RedisServer
 from testinfra._reaper import list_resources
+from testinfra._redis import RedisServer
 from testinfra._settings import BackendName
 from testinfra._settings import Settings
 from testinfra._statedir import StateDir
@@ -140,7 +140,17 @@ def redis_spec(image: str, databases: int = 16) -> ServiceSpec:
     return ServiceSpec(
         name="redis",
         image=image,
-        command=("redis-server", "--bind", "{host}", "--port", "{port}", "--save", "", "--databases", str(databases)),
+        command=(
+            "redis-server",
+            "--bind",
+            "{host}",
+            "--port",
+            "{port}",
+            "--save",
+            "",
+            "--databases",
+            str(databases),
+        ),
         args=("--databases", str(databases)),
         port=6379,
         ready=TcpCheck(send=b"PING\r\n", expect=b"+PONG\r\n"),
@@ -159,7 +169,9 @@ def state_manager(backend: BackendName) -> Iterator[Manager]:
 
 @pytest.fixture(scope="module")
 def postgres(state_manager: Manager, backend: str, pytestconfig: pytest.Config) -> Service:
-    return state_manager.start(postgres_spec(image_or_address(STATE_ADDRESSES["postgres"], pytestconfig, backend)))
+    return state_manager.start(
+        postgres_spec(image_or_address(STATE_ADDRESSES["postgres"], pytestconfig, backend))
+    )
 
 
 @pytest.fixture(scope="module")

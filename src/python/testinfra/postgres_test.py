@@ -42,7 +42,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def databases(pg: Server, pattern: str = "^t[bct]_") -> set[str]:
     with pg.connect(autocommit=True) as conn:
-        return {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname ~ %s", (pattern,))}
+        return {
+            row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname ~ %s", (pattern,))
+        }
 
 
 def write_migrations(directory: Path, files: dict[str, str]) -> Migrations:
@@ -52,7 +54,9 @@ def write_migrations(directory: Path, files: dict[str, str]) -> Migrations:
     return Migrations(directory=directory)
 
 
-def test_the_template_is_built_once_and_again_only_when_a_migration_changes(pg: Server, tmp_path: Path) -> None:
+def test_the_template_is_built_once_and_again_only_when_a_migration_changes(
+    pg: Server, tmp_path: Path
+) -> None:
     migrations = write_migrations(
         tmp_path / "m", {"0001_dogs.sql": "CREATE TABLE dogs (id serial PRIMARY KEY, name text NOT NULL);"}
     )
@@ -67,7 +71,12 @@ def test_the_template_is_built_once_and_again_only_when_a_migration_changes(pg: 
     try:
         name = pool.take(30)
         with pg.connect(name) as conn:
-            columns = {row[0] for row in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'dogs'")}
+            columns = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'dogs'"
+                )
+            }
         assert columns == {"id", "name", "age"}
         pool.give_back(name)
     finally:
