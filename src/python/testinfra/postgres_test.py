@@ -321,3 +321,56 @@ def test_migrations_refuse_a_callable_without_a_key_and_an_ambiguous_source(tmp_
         Migrations(directory=tmp_path, apply=lambda conn: None, key="k")
     with pytest.raises(MigrationError, match="does not exist"):
         Migrations(directory=tmp_path / "missing").fingerprint()
+
+
+KEPT_ON_FAILURE = """
+import json
+from specs import POSTGRES
+from testinfra import database_fixture
+from testinfra import service_fixture
+
+postgres = service_fixture(POSTGRES, scope="session")
+db = database_fixture("postgres")
+
+def test_fails(db, testinfra_manager):
+    with open("info.json", "w") as info:
+        json.dump({"run": testinfra_manager.run_id, "dsn": db.dsn, "name": db.name}, info)
+    with db.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE evidence (what text)")
+    assert False, "look at the database"
+"""
+
+
+def test_a_failed_tests_database_is_kept_with_its_server_when_asked(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, backend: str, pytestconfig: pytest.Config
+) -> None:
+    from testinfra.conftest import write_state_specs
+
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
+    monkeypatch.setenv("TESTINFRA_BACKEND", backend)
+    monkeypatch.delenv("TESTINFRA_REQUIRE_DOCKER", raising=False)
+    write_state_specs(pytester.path / "specs.py", pytestconfig, backend)
+    pytester.makeconftest('pytest_plugins = ["testinfra.plugin"]')
+    pytester.makepyfile(test_kept=KEPT_ON_FAILURE)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--testinfra-keep-on-failure", "test_kept.py"
+    )
+    result.assert_outcomes(failed=1)
+    info = json.loads((pytester.path / "info.json").read_text())
+    result.stdout.fnmatch_lines([f"*testinfra: database {info['name']}*", "psql 'host=*"])
+    try:
+        with psycopg.connect(info["dsn"]) as conn:
+            assert conn.execute("SELECT count(*) FROM evidence").fetchone() == (0,)
+            comment = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                (info["name"],),
+            ).fetchone()
+        assert comment == (KEPT_COMMENT,)
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "testinfra", "reap", "--kept", "--run", info["run"]],
+            env=child_env(),
+            check=True,
+            capture_output=True,
+        )
+    assert run_resources(info["run"]) == []
