@@ -9,7 +9,8 @@ from labrador.web_server1.postgres import open_registry
 from labrador.web_server1.registry import RegistryFullError
 from labrador.web_server1.settings import Settings
 
-COPIES = 50
+# Many copies of each, shuffled, over several workers: a leak between tests cannot hide.
+COPIES = 100
 
 
 @pytest.mark.parametrize("n", range(COPIES))

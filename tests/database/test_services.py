@@ -21,6 +21,13 @@ def test_web_server1_lists_exactly_the_dogs_of_its_test(web_server1, db, n):
         assert conn.execute("SELECT count(*) FROM dogs").fetchone() == (len(names),)
 
 
+def test_a_test_that_takes_its_database_first_still_gets_web_server1_on_it(db, web_server1):
+    # (Here the service starts when the test asks for it: no pair was made ahead for this order.)
+    with db.connect(autocommit=True) as conn:
+        conn.execute("INSERT INTO dogs (name, breed, age) VALUES ('Direct', 'labrador', 4)")
+    assert [dog["name"] for dog in httpx.get(f"{web_server1.url}/dogs").json()] == ["Direct"]
+
+
 @pytest.mark.parametrize("n", range(COPIES))
 def test_web_server2_serves_cards_from_its_own_cache_only(web_server2, cards, n):
     client = cards.connect()
