@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-COPIES = 3
+COPIES = 2
 
 
 @pytest.mark.parametrize("n", range(COPIES))
