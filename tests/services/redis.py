@@ -1,10 +1,13 @@
 """Redis for the tests: the docker/redis image, or the host's redis-server as a process.
 
-No persistence either way; port 6379 in the container.
+No persistence either way; port 6379 in the container; 64 numbered databases, so that many
+tests at once can each hold one (redis_fixture's index isolation).
 """
 
-from testinfra import LogCheck
 from testinfra import ServiceSpec
+from testinfra import TcpCheck
+
+DATABASES = "64"
 
 REDIS = ServiceSpec(
     name="redis",
@@ -21,11 +24,14 @@ REDIS = ServiceSpec(
         "no",
         "--protected-mode",
         "no",
+        "--databases",
+        DATABASES,
     ),  # fmt: skip
+    # Options after the image's configuration (see docker/redis/docker-entrypoint.sh).
+    args=("--databases", DATABASES),
     port=6379,
-    # A stopgap until testinfra has a PING check: the line comes once per start, but after
-    # restart() the old one is still in the logs.
-    ready=LogCheck(r"Ready to accept connections"),
+    # PING answered: the server serves commands (a bare accept proves nothing in Docker).
+    ready=TcpCheck(send=b"PING\r\n", expect=b"+PONG\r\n"),
 )
 
 

@@ -7,10 +7,14 @@
     ├── PortAllocationError         no free port could be reserved
     ├── BackendUnavailableError     the chosen backend cannot run (no Docker engine, engine gone)
     ├── ImageNotFoundError          an image reference or Pants address does not resolve
+    ├── StateError                  per-test state (a database, a Redis index) could not be given
+    │   ├── MigrationError          a migration failed while building a template; names the file
+    │   └── StateTimeoutError       none became free before the deadline (all in use, or slow)
     └── ServiceError                a service misbehaved; carries service, exit_code, logs_tail
         ├── ServiceStartError       it could not be started, or exited while starting
         ├── ServiceNotReadyError    it kept running but never passed its readiness check
-        └── ServiceGoneError        its container or process was removed from outside
+        ├── ServiceGoneError        its container or process was removed from outside
+        └── ResetError              its reset action (ServiceSpec.reset) failed
 
 Lower-level errors (Docker SDK, OSError) are mapped once, where they happen (each backend has
 one mapping), with ``raise ... from exc`` so the original traceback stays attached.
@@ -49,6 +53,19 @@ class ImageNotFoundError(TestinfraError):
     """An image reference or Pants docker_image address does not resolve to an image."""
 
 
+class StateError(TestinfraError):
+    """Isolated per-test state (a database cloned from a template, a Redis index) could not be given."""
+
+
+class MigrationError(StateError):
+    """A migration failed while a template database was built; the message names the file and the
+    server's error. Nothing is left of the half-built template."""
+
+
+class StateTimeoutError(StateError):
+    """No per-test state became free before the deadline: every database or index was in use."""
+
+
 class ServiceError(TestinfraError):
     """A service failed; the message ends with its exit code and last log lines when known."""
 
@@ -81,6 +98,10 @@ class ServiceNotReadyError(ServiceError):
 
 class ServiceGoneError(ServiceError):
     """The service's container or process was removed by someone else."""
+
+
+class ResetError(ServiceError):
+    """The service's reset action (ServiceSpec.reset) failed: its state may be a previous test's."""
 
 
 # Tracebacks and reprs name the public path (testinfra.ServiceStartError), not the private module.

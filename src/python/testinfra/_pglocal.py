@@ -15,7 +15,10 @@ The launcher stays the parent of postgres:
 - postgres dies with the launcher: it carries the kernel's parent-death signal, set in the child
   after any change of user, because changing credentials clears it.
 - As root, initdb and postgres (which refuse root) run as an unprivileged user, `postgres` by
-  default (Debian's postgresql packages create it); DIR is handed over to that user.
+  default (Debian's postgresql packages create it); DIR is handed over to that user. When DIR's
+  parent is a private directory of ours (e.g. testinfra's 0700 `{workdir}`: pass
+  `--data-dir {workdir}/data`), that user is allowed through it (search permission, not listing):
+  DIR itself must stay ours to remove, so it cannot be handed over whole.
 
 Only the standard library is used, so the file also runs on its own, with any Python 3.9+.
 """
@@ -30,6 +33,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -55,6 +59,8 @@ TEST_SETTINGS: tuple[tuple[str, str], ...] = (
     # CREATE DATABASE ... TEMPLATE fails or waits while anyone, autovacuum included, uses the template.
     ("autovacuum", "off"),
     ("jit", "off"),
+    # Every CREATE DATABASE ... STRATEGY FILE_COPY checkpoints twice: not worth a log line each.
+    ("log_checkpoints", "off"),
 )
 
 
@@ -154,11 +160,23 @@ def prepare_data_dir(data_dir: Path, who: RunAs, port: int) -> bool:
     if who.uid is not None and who.gid is not None:
         os.chown(data_dir, who.uid, who.gid)
         if not _can_use(data_dir, who):
+            _let_through(data_dir.parent)
+        if not _can_use(data_dir, who):
             raise LaunchError(
                 f"user {who.name!r} cannot use {data_dir}: a parent directory is closed to it (e.g. a 0700 "
                 "temporary directory of root's); choose a --data-dir every parent of which it may enter"
             )
     return False
+
+
+def _let_through(directory: Path) -> None:
+    """Give others search permission on `directory` if it is ours and closed to them."""
+    try:
+        info = os.lstat(directory)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & stat.S_IXOTH:
+        os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
 
 
 def _process_state(pid: int) -> str:
@@ -377,6 +395,8 @@ def launch(args: argparse.Namespace, data_dir: Path) -> int:
         print(f"pglocal: error: {exc}", file=sys.stderr)
         return 1
 
+    # postgres looks up its working directory at start, and the caller's may be closed to its user.
+    os.chdir(data_dir)
     launcher = Launcher(who)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, launcher.on_signal)

@@ -126,8 +126,8 @@ class LogCheck:
 class CommandCheck:
     """Ready when `argv`, run beside the service, exits with status 0.
 
-    In a container it runs there (`docker exec`); for a local process it runs on this machine,
-    with `{host}` and `{port}` replaced by the service's address.
+    In a container it runs there (`docker exec`); for a local process it runs on this machine.
+    `{host}` and `{port}` become the service's own address (inside its container, or the local one).
     """
 
     argv: tuple[str, ...]

@@ -7,6 +7,7 @@ from typing import Any
 
 from testinfra._backends.base import Endpoint
 from testinfra._backends.base import Instance
+from testinfra._errors import ResetError
 from testinfra._errors import SharedServiceError
 from testinfra._errors import TestinfraError
 from testinfra._readiness import LOG_TAIL_LINES
@@ -93,6 +94,27 @@ class Service:
             _ReadinessView(self, self._instance), self.spec.ready, self.spec.start_timeout
         )
         return self.ready_seconds
+
+    def reset(self) -> None:
+        """Run the spec's reset action (ServiceSpec.reset): the service forgets its state.
+
+        ResetError, with its last log lines, when it fails or the spec declares none.
+        """
+        if self.spec.reset is None:
+            raise ResetError(
+                "its spec declares no reset action; give it reset=HttpReset(...), CommandReset(...) or "
+                "CallableReset(...)",
+                service=self.name,
+            )
+        try:
+            self.spec.reset.reset(self)
+        except Exception as exc:
+            raise ResetError(
+                f"its reset {self.spec.reset!r} failed: {exc}",
+                service=self.name,
+                exit_code=self.exit_code(),
+                logs_tail=self.logs(tail=LOG_TAIL_LINES),
+            ) from exc
 
     def _not_shared(self, action: str) -> None:
         if self.shared:

@@ -19,6 +19,7 @@ from testinfra._errors import SpecError
 from testinfra._readiness import HttpCheck
 from testinfra._readiness import ReadinessCheck
 from testinfra._readiness import TcpCheck
+from testinfra._reset import ResetAction
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -99,6 +100,8 @@ class ServiceSpec:
       ready (it only needs their addresses, e.g. it calls them per request): a graph then gets
       ready in about the time of its slowest service instead of the sum.
     - ``start_timeout`` / ``stop_timeout``: seconds to become ready / to stop before being killed.
+    - ``reset``: how the service forgets its state between tests (HttpReset, CommandReset,
+      CallableReset), for ``Service.reset()`` and ``reset_fixture``; None when it cannot.
     """
 
     name: str
@@ -113,6 +116,7 @@ class ServiceSpec:
     wait_for_dependencies: bool = True
     start_timeout: float = 30.0
     stop_timeout: float = 10.0
+    reset: ResetAction | None = None
 
     def __post_init__(self) -> None:
         def fail(message: str) -> SpecError:
@@ -148,6 +152,8 @@ class ServiceSpec:
             raise fail(f"port {self.port!r} is not an integer in 1-{_MAX_PORT}")
         if not callable(getattr(self.ready, "probe", None)):
             raise fail(f"ready={self.ready!r} is not a readiness check (an object with a probe method)")
+        if self.reset is not None and not callable(getattr(self.reset, "reset", None)):
+            raise fail(f"reset={self.reset!r} is not a reset action (HttpReset, CommandReset, CallableReset)")
         if not (_positive_seconds(self.start_timeout) and _positive_seconds(self.stop_timeout)):
             raise fail("start_timeout and stop_timeout must be finite positive numbers of seconds")
         object.__setattr__(self, "depends_on", tuple(self.depends_on))

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import docker  # noqa: F401
 import pytest
 
+from testinfra import Manager
+from testinfra import PostgresCheck
+from testinfra import Service
+from testinfra import ServiceSpec
+from testinfra import TcpCheck
 from testinfra._backends import open_all
 from testinfra._backends.base import Resource
 from testinfra._child import child_env
+from testinfra._isolation import postgres_server
+from testinfra._isolation import redis_server
 from testinfra._pants import resolve_image
+from testinfra._postgres import Server
 from testinfra._reaper import list_resources
+from testinfra._redis import RedisServer
 from testinfra._settings import BackendName
 from testinfra._settings import Settings
 from testinfra._statedir import StateDir
@@ -101,3 +112,84 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, backend: s
     pytester.makepyfile(specs=SPECS)
     pytester.makeconftest('pytest_plugins = ["testinfra.plugin"]')
     return pytester
+
+
+# PostgreSQL and Redis for the tests of per-test state (their target depends on these images).
+STATE_ADDRESSES = {"postgres": "docker/postgres:image", "redis": "docker/redis:image"}
+PG_USER = PG_PASSWORD = PG_DB = "state"
+PG_COMMAND = (
+    "{python}", "-m", "testinfra._pglocal", "--host", "{host}", "--port", "{port}",
+    "--data-dir", "{workdir}/data", "--user", PG_USER, "--password", PG_PASSWORD, "--db", PG_DB,
+)  # fmt: skip
+
+
+def postgres_spec(image: str) -> ServiceSpec:
+    return ServiceSpec(
+        name="postgres",
+        image=image,
+        command=PG_COMMAND,
+        port=5432,
+        tmpfs=("/var/lib/postgresql/data",),
+        env={"POSTGRES_USER": PG_USER, "POSTGRES_PASSWORD": PG_PASSWORD, "POSTGRES_DB": PG_DB},
+        ready=PostgresCheck(user=PG_USER, password=PG_PASSWORD, dbname=PG_DB),
+        start_timeout=60.0,
+    )
+
+
+def redis_spec(image: str, databases: int = 16) -> ServiceSpec:
+    return ServiceSpec(
+        name="redis",
+        image=image,
+        command=(
+            "redis-server",
+            "--bind",
+            "{host}",
+            "--port",
+            "{port}",
+            "--save",
+            "",
+            "--databases",
+            str(databases),
+        ),
+        args=("--databases", str(databases)),
+        port=6379,
+        ready=TcpCheck(send=b"PING\r\n", expect=b"+PONG\r\n"),
+    )
+
+
+@pytest.fixture(scope="module")
+def state_manager(backend: BackendName) -> Iterator[Manager]:
+    """A manager of this module's servers (per backend)."""
+    manager = Manager(Settings(backend=backend))
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+@pytest.fixture(scope="module")
+def postgres(state_manager: Manager, backend: str, pytestconfig: pytest.Config) -> Service:
+    return state_manager.start(
+        postgres_spec(image_or_address(STATE_ADDRESSES["postgres"], pytestconfig, backend))
+    )
+
+
+@pytest.fixture(scope="module")
+def pg(postgres: Service) -> Server:
+    """How to reach and log in to the module's PostgreSQL."""
+    return postgres_server(postgres)
+
+
+def start_redis(manager: Manager, backend: str, config: pytest.Config, databases: int = 16) -> RedisServer:
+    image = image_or_address(STATE_ADDRESSES["redis"], config, backend)
+    return redis_server(manager.start(redis_spec(image, databases)))
+
+
+def write_state_specs(path: Path, config: pytest.Config, backend: str) -> None:
+    """specs.py for inner sessions: POSTGRES and REDIS, on this backend's images."""
+    images = {name: image_or_address(address, config, backend) for name, address in STATE_ADDRESSES.items()}
+    path.write_text(
+        "from testinfra.conftest import postgres_spec, redis_spec\n"
+        f"POSTGRES = postgres_spec({images['postgres']!r})\n"
+        f"REDIS = redis_spec({images['redis']!r})\n"
+    )

@@ -40,6 +40,7 @@ from testinfra._pants import address_hint
 from testinfra._pants import locate_image
 from testinfra._settings import Settings
 from testinfra._spec import ServiceSpec
+from testinfra._spec import render
 from testinfra._statedir import StateDir
 from testinfra._statedir import locked
 
@@ -241,13 +242,17 @@ class DockerInstance:
         return _nanoseconds(self._reload()["State"]["StartedAt"]) - 1
 
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        # {host} and {port} are the service's own address inside its container, so one command
+        # (e.g. `redis-cli -h {host} -p {port} ping`) works here and for a local process.
+        values = {"host": "127.0.0.1", "port": str(self.spec.port)}
+        command = [render(arg, lambda peer, name: values.get(name, "")) for arg in argv]
         outcome: list[tuple[int, str]] = []
         lost: list[BackendUnavailableError] = []
 
         def execute() -> None:
             try:
                 with _engine_errors("running a command in it", self.spec.name):
-                    code, output = self._container.exec_run(list(argv))
+                    code, output = self._container.exec_run(command)
                     assert isinstance(output, bytes)  # not streamed
                     outcome.append(
                         (code if code is not None else _UNKNOWN_EXIT, output.decode(errors="replace"))
@@ -263,7 +268,7 @@ class DockerInstance:
         worker.join(timeout)
         if lost:
             raise lost[0]
-        return outcome[0] if outcome else (_UNKNOWN_EXIT, f"{list(argv)} did not finish in {timeout}s")
+        return outcome[0] if outcome else (_UNKNOWN_EXIT, f"{command} did not finish in {timeout}s")
 
     @_mapped("reading its state")
     def exit_code(self) -> int | None:

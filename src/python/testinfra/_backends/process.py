@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ _LISTEN_BACKLOG = 128
 _UNKNOWN_EXIT = -1
 _TAIL_BLOCK = 65536
 _PREFIX = "testinfra-"
+# The children this process started, by pid: a handle attached by record to one of them (a shared
+# service released by the process that started it) waits for it through its Popen, so it is reaped
+# instead of lingering as a zombie whose Popen warns when collected.
+_CHILDREN: weakref.WeakValueDictionary[int, subprocess.Popen[bytes]] = weakref.WeakValueDictionary()
 
 
 class ProcessRecord(TypedDict):
@@ -174,6 +179,7 @@ class ProcessInstance:
                 listener.close()
         self._record["pid"] = self._proc.pid
         self._record["start_time"] = process_start_time(self._proc.pid)
+        _CHILDREN[self._proc.pid] = self._proc
         try:
             write_record(self._record_path, self._record)
         except StateDirError:
@@ -317,6 +323,9 @@ class ProcessBackend:
     def attach(self, spec: ServiceSpec, record: dict[str, Any]) -> ProcessInstance:
         fields = cast(ProcessRecord, {key: value for key, value in record.items() if key != "record_path"})
         instance = ProcessInstance(spec, fields, Path(record["record_path"]))
+        child = _CHILDREN.get(fields["pid"])
+        if child is not None and process_start_time(child.pid) in (fields["start_time"], None):
+            instance._proc = child  # (None: it has exited, and is ours to reap)
         if instance.exit_code() is not None:
             raise ServiceError("its process is gone", service=spec.name)
         return instance
