@@ -1,7 +1,8 @@
 """The database stage: one PostgreSQL and one Redis for the whole run, and state of its own per test.
 
-Every xdist worker shares the two servers (scope "shared": started by the first worker, removed
-after the last). Each test gets a database cloned from a template migrated once per run, or a
+One PostgreSQL and one Redis serve every test process of the machine (scope "lease": under
+`./pants test` each file is a process of its own, and they share the servers; under `pytest -n
+auto` every worker does). Each test gets a database cloned from a template migrated once per run, or a
 Redis index or key prefix of its own; services under test are bound to them (a never-used
 instance per test, started ahead). Tests here may therefore assert *equality* (exactly the rows
 they wrote, ids from 1), which a shared database would break under `-n auto`: see test_naive.py.
@@ -31,10 +32,10 @@ from tests.services.redis import REDIS
 from tests.services.web_server1 import WEB_SERVER1
 from tests.services.web_server2 import WEB_SERVER2
 
-# One server of each for every worker of the run. (With testinfra's lease scope, one per machine
-# shared by every pytest process Pants runs: change "shared" to "lease".)
-postgres = service_fixture(POSTGRES, scope="shared")
-redis = service_fixture(REDIS, scope="shared")
+# One server of each for every test process of the machine: started by the first, removed a few
+# seconds after the last (a scope="shared" server would be one per process under Pants).
+postgres = service_fixture(POSTGRES, scope="lease")
+redis = service_fixture(REDIS, scope="lease")
 
 # web_server1's own migrations, applied by its own migrator (so its schema_migrations table says
 # they are done); the key changes whenever a migration file does, and so does the template.

@@ -1,4 +1,4 @@
-"""The README's example, copied verbatim as a new user would, must pass on both backends."""
+"""The README's examples, copied verbatim as a new user would, must pass on both backends."""
 
 import re
 import shutil
@@ -11,36 +11,34 @@ import pytest
 from testinfra._child import child_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-INFO = Path("src.python.labrador.web_server1") / "image.docker-info.json"
+BACKENDS = ["process", pytest.param("docker", marks=pytest.mark.testinfra_docker)]
 
 
-def readme_example():
-    """The first python code block after the "testinfra in a test" heading."""
+def readme_block(heading, language="python"):
+    """The first code block in `language` after `heading`."""
     text = README.read_text()
-    section = text[text.index("## testinfra in a test") :]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "the README lost its example"
+    assert heading in text, f"the README lost its section {heading!r}"
+    match = re.search(rf"```{language}\n(.*?)```", text[text.index(heading) :], re.DOTALL)
+    assert match, f"the README lost its {language} example under {heading!r}"
     return match.group(1)
 
 
-@pytest.mark.parametrize("backend", ["process", pytest.param("docker", marks=pytest.mark.testinfra_docker)])
-def test_the_readme_example_passes_as_written(backend, tmp_path, pytestconfig):
-    example = readme_example()
-    (tmp_path / "test_example.py").write_text(example)
-    # As the README says: without the installed distribution, a conftest loads the plugin.
+def run_example(tmp_path, pytestconfig, backend, infos, *args):
+    """Run the test files in tmp_path as the README says: a conftest loads the plugin."""
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["testinfra.plugin"]\n')
     if backend == "docker":
-        # Where Pants (or `pants package`, under dist/) leaves the image id of the address it names.
-        for root in (pytestconfig.invocation_params.dir, pytestconfig.invocation_params.dir / "dist"):
-            if (root / INFO).is_file():
-                (tmp_path / INFO).parent.mkdir()
-                shutil.copy(root / INFO, tmp_path / INFO)
-                break
+        # Where Pants (or `pants package`, under dist/) leaves the image id of the address named.
+        for info in infos:
+            for root in (pytestconfig.invocation_params.dir, pytestconfig.invocation_params.dir / "dist"):
+                if (root / info).is_file():
+                    (tmp_path / info).parent.mkdir()
+                    shutil.copy(root / info, tmp_path / info)
+                    break
     env = child_env({"TESTINFRA_BACKEND": backend})
     if backend == "process":
         env.pop("TESTINFRA_REQUIRE_DOCKER", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, str(tmp_path)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -48,4 +46,23 @@ def test_the_readme_example_passes_as_written(backend, tmp_path, pytestconfig):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "1 passed" in result.stdout
+    return result.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_readme_example_passes_as_written(backend, tmp_path, pytestconfig):
+    (tmp_path / "test_example.py").write_text(readme_block("## testinfra in a test"))
+    infos = [Path("src.python.labrador.web_server1") / "image.docker-info.json"]
+    assert "1 passed" in run_example(tmp_path, pytestconfig, backend, infos)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_readme_state_example_passes_as_written(backend, tmp_path, pytestconfig):
+    heading = "### State per test"
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "0001_dogs.sql").write_text(readme_block(heading, "sql"))
+    # Copies of it in several files, run at once: each test still sees ids from 1.
+    for copy in range(4):
+        (tmp_path / f"test_example_{copy}.py").write_text(readme_block(heading))
+    infos = [Path("docker.postgres") / "image.docker-info.json"]
+    assert "4 passed" in run_example(tmp_path, pytestconfig, backend, infos, "-n", "2")

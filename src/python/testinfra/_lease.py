@@ -64,22 +64,25 @@ def start_keeper(settings: Settings, state: StateDir, key: str) -> Owner:
 def _keep(settings: Settings, key: str, grace: float, report: Callable[[str], None]) -> None:
     state = StateDir(settings.state_dir)
     slot = Slot(state.sub("leases", key))
-    lock = try_lock(slot.directory / "keeper.lock")
-    if lock is None:
-        report("busy")  # (cannot happen: keepers start with the slot locked and no keeper alive)
-        return
     me = Owner.me()
     report(str(me))
+    # Held until this keeper exits (sweeps see it on duty). The keeper this one replaces (its
+    # instance died, or could not be reset) lets go of it once the record names this one.
+    while try_lock(slot.directory / "keeper.lock") is None:
+        if _replaced(slot, me) or (slot.read() is None and not slot.users.prune()):
+            return
+        time.sleep(_RESCAN)
     idle_since: float | None = None
     while True:
+        if _replaced(slot, me):
+            return
         live = slot.users.prune()
         if live:
             idle_since = None
             wait_for_any_exit([owner.pid for owner in live if owner.visible], _RESCAN)
             continue
-        record = slot.read()
-        if record is None or record.get("keeper") != str(me):
-            return  # removed by `python -m testinfra reap`, or never ours: nothing to keep
+        if slot.read() is None:
+            return  # removed by `python -m testinfra reap`, or its start failed: nothing to keep
         idle_since = idle_since or time.monotonic()
         if time.monotonic() - idle_since < grace:
             time.sleep(_RESCAN)
@@ -87,8 +90,15 @@ def _keep(settings: Settings, key: str, grace: float, report: Callable[[str], No
         with slot.locked():
             if slot.users.prune():
                 continue  # a user came back just in time
-            remove_lease(settings, state, slot)
+            if not _replaced(slot, me):
+                remove_lease(settings, state, slot)
         return
+
+
+def _replaced(slot: Slot, me: Owner) -> bool:
+    """Whether the lease's record names another keeper (a new instance replaced ours)."""
+    record = slot.read()
+    return record is not None and record.get("keeper") != str(me)
 
 
 def remove_lease(settings: Settings, state: StateDir, slot: Slot) -> None:

@@ -29,6 +29,7 @@ from testinfra._backends.base import Backend
 from testinfra._backends.base import Instance
 from testinfra._backends.base import Placement
 from testinfra._errors import BackendUnavailableError
+from testinfra._errors import ResetError
 from testinfra._errors import ServiceStartError
 from testinfra._errors import SpecError
 from testinfra._errors import TestinfraError
@@ -345,10 +346,13 @@ class Manager:
         key = lease_key(order, backend)
         slot = Slot(self._state.sub("leases", key))
         with slot.locked():
+            idle = not slot.users.prune()
             slot.users.add(Owner.me())
             record = slot.read()
             alive = record is not None and record.get("complete") and keeper_alive(record.get("keeper"))
             service = self._attach_graph(spec, record) if alive and record else None
+            if service is not None and idle and not self._reset_graph(service):
+                service = None  # it could not forget the last holder's state: start a new one
             if service is None:
                 if record is not None:
                     remove_lease(self.settings, self._state, slot)  # its keeper or an instance died
@@ -365,6 +369,21 @@ class Manager:
         with self._lock:
             self._shared.append((service, slot))
         return service
+
+    @staticmethod
+    def _reset_graph(service: Service) -> bool:
+        """Run the reset of each service of an idle lease that declares one (the last holder, maybe
+        the last run, left its state there); False if one fails."""
+        graph = [service]
+        for node in graph:
+            graph.extend(dep for dep in node.dependencies.values() if dep not in graph)
+        try:
+            for node in graph:
+                if node.spec.reset is not None:
+                    node.reset()
+        except ResetError:
+            return False
+        return True
 
     def _start_slot_graph(
         self, spec: ServiceSpec, slot: Slot, placement: Placement, extra: SlotRecord
@@ -425,9 +444,13 @@ class Manager:
         with self._lock:
             shared = [slot for held, slot in self._shared if held is service]
             self._shared = [(held, slot) for held, slot in self._shared if held is not service]
+            # Two fixtures of one spec (say, in two test modules) hold one slot: this process
+            # stays its user until the last of them lets go.
+            still_held = any(slot.directory == mine.directory for _, slot in self._shared for mine in shared)
             graph, pooled = self._pop_graph(service)
         if shared:
-            self._release_shared(service, shared[0])
+            if not still_held:
+                self._release_shared(service, shared[0])
         elif graph is None:
             return
         elif service.keep:

@@ -33,6 +33,28 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, including children that started a session of their own (as
+    PostgreSQL's backends do), which a signal to the process group misses."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found.extend(below)
+        todo.extend(below)
+    return found
+
+
 def process_uid(pid: int) -> int | None:
     try:
         return os.stat(f"/proc/{pid}").st_uid

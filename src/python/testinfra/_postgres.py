@@ -43,6 +43,7 @@ from testinfra._errors import MigrationError
 from testinfra._errors import SpecError
 from testinfra._errors import StateError
 from testinfra._errors import StateTimeoutError
+from testinfra._opened import Opened
 from testinfra._owner import Owner
 from testinfra._readiness import Probed
 
@@ -59,6 +60,8 @@ _LOCK_POLL_MAX = 0.2
 _APP_PREFIX = "testinfra:"
 # Names: template, a template being built, a clone. NAMEDATALEN is 64.
 _TEMPLATE, _BUILD, _CLONE = "tt_", "tb_", "tc_"
+# Numbers the clones of every pool of this process (pools of one owner share its name tag).
+_CLONE_NUMBERS = itertools.count(1)
 # The comment that marks a database kept after a failed test (--testinfra-keep-on-failure).
 KEPT_COMMENT = "testinfra: kept after a failed test"
 
@@ -416,7 +419,6 @@ class ClonePool:
         self._strategy = strategy
         self._owner = owner or Owner.me()
         self._tag = _owner_tag(self._owner)
-        self._numbers = itertools.count(1)
         self._cond = threading.Condition()
         self._ready: deque[str] = deque()
         self._making = 0
@@ -434,7 +436,7 @@ class ClonePool:
         self._dropper.start()
 
     def _clone_name(self) -> str:
-        return f"{_CLONE}{self._tag}_{next(self._numbers)}"
+        return f"{_CLONE}{self._tag}_{next(_CLONE_NUMBERS)}"
 
     def _wants_more(self) -> bool:
         coming = len(self._ready) + self._making
@@ -574,8 +576,7 @@ class Database:
     def __init__(self, name: str, server: Server) -> None:
         self.name = name
         self.server = server
-        self._connections: list[Any] = []
-        self._lock = threading.Lock()
+        self._opened = Opened()
 
     @property
     def host(self) -> str:
@@ -619,17 +620,10 @@ class Database:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A psycopg connection to this database (keyword arguments go to psycopg.connect),
         closed when the test ends."""
-        conn = self.server.connect(self.name, **kwargs)
-        with self._lock:
-            self._connections.append(conn)
-        return conn  # type: ignore[no-any-return]
+        return self._opened.add(self.server.connect(self.name, **kwargs))
 
     def close_connections(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            with contextlib.suppress(Exception):
-                conn.close()
+        self._opened.close_all()
 
     def __repr__(self) -> str:
         return f"<Database {self.name} on {self.server}>"

@@ -15,7 +15,6 @@ redis-py is imported only when a handle is made: testinfra itself does not need 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Literal
 
 from testinfra._errors import StateError
 from testinfra._errors import StateTimeoutError
+from testinfra._opened import Opened
 from testinfra._owner import Owner
 
 if TYPE_CHECKING:
@@ -226,8 +226,7 @@ class RedisDatabase:
         self.prefix = prefix
         # The lease value that proves this test holds the index ("" with a prefix).
         self.holder = holder
-        self._clients: list[Any] = []
-        self._lock = threading.Lock()
+        self._opened = Opened()
 
     @property
     def host(self) -> str:
@@ -252,17 +251,10 @@ class RedisDatabase:
     def connect(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client on this database (keyword arguments go to redis.Redis), closed when the
         test ends."""
-        client = self.server.client(self.db, **kwargs)
-        with self._lock:
-            self._clients.append(client)
-        return client
+        return self._opened.add(self.server.client(self.db, **kwargs))
 
     def close_connections(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            with contextlib.suppress(Exception):
-                client.close()
+        self._opened.close_all()
 
     def __repr__(self) -> str:
         what = f"prefix {self.prefix!r}" if self.prefix else f"index {self.db}"

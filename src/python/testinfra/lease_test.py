@@ -23,12 +23,15 @@ import json
 import os
 import pathlib
 import time
+from dataclasses import replace
 
 import httpx
 from specs import WS1
 from testinfra import service_fixture
 
-web = service_fixture(WS1, scope="lease")
+# Each test's lease of its own (the env is part of the lease's key): tests running at once, here
+# or in another checkout, never share one.
+web = service_fixture(replace(WS1, env={"LEASE_OF": pathlib.Path.cwd().name}), scope="lease")
 
 def test_uses_the_lease(web):
     note = {"id": web.resource_id, "url": web.url, "pid": os.getpid()}
@@ -124,6 +127,60 @@ def test_a_lease_kept_warm_is_reused_by_the_next_run_listed_and_reaped(
     removed = cli("reap")
     assert "removed" in removed and first["id"] in removed
     assert lease_resources(first["id"]) == []
+
+
+# A leased service that can forget its state; RESET_FAILS=1 makes its reset fail.
+RESET_TEST = """
+import json
+import os
+import pathlib
+from dataclasses import replace
+
+from specs import WS1
+from testinfra import CallableReset
+from testinfra import service_fixture
+
+def forget(service):
+    if os.environ.get("RESET_FAILS"):
+        raise RuntimeError("it cannot forget")
+    with open("resets", "a") as out:
+        out.write(service.resource_id + "\\n")
+
+web = service_fixture(
+    replace(WS1, env={"LEASE_OF": pathlib.Path.cwd().name}, reset=CallableReset(forget)), scope="lease"
+)
+
+def test_uses_the_lease(web):
+    pathlib.Path(f"using-{os.getpid()}.json").write_text(json.dumps({"id": web.resource_id}))
+"""
+
+
+def test_a_warm_lease_is_reset_before_reuse_and_replaced_when_it_cannot_be(
+    inner: pytest.Pytester, backend: str
+) -> None:
+    inner.makepyfile(test_leased=RESET_TEST)
+    warm = {"TESTINFRA_REUSE_TTL": "120"}
+
+    def run(**env: str) -> str:
+        for path in inner.path.glob("using-*.json"):
+            path.unlink()
+        output = finish(session(inner, env={**warm, **env}))
+        assert "1 passed" in output, output[-3000:]
+        (note,) = [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
+        return str(note["id"])
+
+    resets = inner.path / "resets"
+    try:
+        first = run()
+        assert not resets.exists(), "a new instance was reset"
+        assert run() == first
+        assert resets.read_text().split() == [first], "the warm instance was not reset before reuse"
+        replaced = run(RESET_FAILS="1")
+        assert replaced != first, "an instance that could not be reset was reused"
+        assert first not in {r.id for r in run_resources_everywhere()}, "the instance it replaced is left"
+    finally:
+        cli("reap")
+    assert [r for r in run_resources_everywhere() if r.id in (first, replaced)] == []
 
 
 def cli(*args: str) -> str:

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from testinfra._errors import ServiceStartError
 from testinfra._errors import SharedServiceError
 from testinfra._errors import StateDirError
 from testinfra._owner import Owner
+from testinfra._owner import descendants
 from testinfra._owner import process_start_time
 from testinfra._owner import process_uid
 from testinfra._owner import wait_for_any_exit
@@ -248,8 +250,15 @@ class ProcessInstance:
             self.kill()
 
     def kill(self) -> None:
+        below = descendants(self._record["pid"]) if self.exit_code() is None else []
         self._signal(signal.SIGKILL)
+        for pid in below:  # (outside the group: they would outlive the kill for a while)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._wait(self.spec.stop_timeout)
+        deadline = time.monotonic() + self.spec.stop_timeout
+        for pid in below:
+            wait_for_any_exit([pid], max(0.0, deadline - time.monotonic()))
 
     def remove(self) -> None:
         try:
