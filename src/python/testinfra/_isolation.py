@@ -10,7 +10,8 @@ Each fixture names the fixture of its server, which it requests like any other (
 set up first, torn down last, and its logs are attached to a failing test's report). What each
 process holds per server (a clone pool, a Redis allocator, a pool of paired services) lives on a
 `_Registry` in the session's stash and is closed by a session finalizer registered right after
-the server was set up, so it closes before the server goes away.
+the server was set up, so it closes before a session-wide server (session, shared, lease scope)
+goes away; give these fixtures such a server, not one per module or test.
 """
 
 from __future__ import annotations
@@ -196,9 +197,15 @@ class _Outcomes:
         report = yield
         if report.failed:
             item.stash[_FAILED] = True
-            for value in getattr(item, "funcargs", {}).values():
+            funcargs = getattr(item, "funcargs", {})
+            manager = funcargs.get("testinfra_manager")  # (every database fixture asks for it)
+            kept = isinstance(manager, Manager) and manager.settings.keep_on_failure
+            for value in funcargs.values():
                 if isinstance(value, Database):
-                    report.sections.append((f"testinfra: database {value.name}", f"psql '{value.dsn}'"))
+                    note = "kept" if kept else "dropped after the test; --testinfra-keep-on-failure keeps it"
+                    report.sections.append(
+                        (f"testinfra: database {value.name}", f"psql '{value.dsn}'  ({note})")
+                    )
                 elif isinstance(value, RedisDatabase):
                     report.sections.append(("testinfra: redis", f"{value!r} at {value.url}"))
         return report
@@ -238,7 +245,8 @@ class _Registry:
     ) -> Any:
         with self._lock:
             if key in self._failures:
-                raise self._failures[key]
+                # A new error each time: re-raising one object would grow its traceback test by test.
+                raise StateError(str(self._failures[key])) from self._failures[key]
             if key not in self._entries:
                 try:
                     value = make()

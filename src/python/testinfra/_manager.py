@@ -10,6 +10,7 @@ in the background, and joining the run's watchdog overlaps the first start.
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -29,7 +30,6 @@ from testinfra._backends.base import Backend
 from testinfra._backends.base import Instance
 from testinfra._backends.base import Placement
 from testinfra._errors import BackendUnavailableError
-from testinfra._errors import ResetError
 from testinfra._errors import ServiceStartError
 from testinfra._errors import SpecError
 from testinfra._errors import TestinfraError
@@ -345,43 +345,54 @@ class Manager:
         backend = self._backend_for(order)
         key = lease_key(order, backend)
         slot = Slot(self._state.sub("leases", key))
+        with self._lock:
+            held = any(mine.directory == slot.directory for _, mine in self._shared)
         with slot.locked():
             idle = not slot.users.prune()
             slot.users.add(Owner.me())
-            record = slot.read()
-            alive = record is not None and record.get("complete") and keeper_alive(record.get("keeper"))
-            service = self._attach_graph(spec, record) if alive and record else None
-            if service is not None and idle and not self._reset_graph(service):
-                service = None  # it could not forget the last holder's state: start a new one
-            if service is None:
-                if record is not None:
-                    remove_lease(self.settings, self._state, slot)  # its keeper or an instance died
-                keeper = start_keeper(self.settings, self._state, key)
-                extra: SlotRecord = {"keeper": str(keeper), "run": lease_run(key)}
-                placement = Placement(lease_run(key), keeper, detached=True)
-                try:
-                    service = self._start_slot_graph(spec, slot, placement, extra)
-                except BaseException:
-                    # Nothing to keep: with no record and no user, the keeper leaves at once.
+            try:
+                service = self._lease_graph(spec, key, slot, idle)
+            except BaseException:
+                if not held:  # (another fixture of this process still uses it)
                     slot.users.discard(Owner.me())
-                    slot.clear()
-                    raise
+                raise
         with self._lock:
             self._shared.append((service, slot))
         return service
 
+    def _lease_graph(self, spec: ServiceSpec, key: str, slot: Slot, idle: bool) -> Service:
+        """Attach to the lease in `slot` (call with it locked), or start it anew."""
+        record = slot.read()
+        alive = record is not None and record.get("complete") and keeper_alive(record.get("keeper"))
+        service = self._attach_graph(spec, record) if alive and record else None
+        if service is not None and idle and not self._reset_graph(service):
+            service = None  # it could not forget the last holder's state: start a new one
+        if service is not None:
+            return service
+        if record is not None:
+            remove_lease(self.settings, self._state, slot)  # its keeper or an instance died
+        keeper = start_keeper(self.settings, self._state, key)
+        extra: SlotRecord = {"keeper": str(keeper), "run": lease_run(key)}
+        placement = Placement(lease_run(key), keeper, detached=True)
+        try:
+            return self._start_slot_graph(spec, slot, placement, extra)
+        except BaseException:
+            slot.clear()  # nothing to keep: with no record and no user, the keeper leaves at once
+            raise
+
     @staticmethod
     def _reset_graph(service: Service) -> bool:
         """Run the reset of each service of an idle lease that declares one (the last holder, maybe
-        the last run, left its state there); False if one fails."""
+        the last run, left its state there), dependencies first; False if one fails."""
         graph = [service]
         for node in graph:
             graph.extend(dep for dep in node.dependencies.values() if dep not in graph)
         try:
-            for node in graph:
+            for node in reversed(graph):
                 if node.spec.reset is not None:
                     node.reset()
-        except ResetError:
+        except Exception as exc:
+            print(f"testinfra: a warm lease of {service.name!r} is replaced: {exc}", file=sys.stderr)
             return False
         return True
 
@@ -424,9 +435,10 @@ class Manager:
             return None  # gone, or its engine went away: start a new one
         return services[spec.name]
 
-    def _remove_recorded(self, spec: ServiceSpec, record: SlotRecord) -> None:
+    def _recorded_graph(self, spec: ServiceSpec, record: SlotRecord) -> _Graph | None:
+        """Handles on what a slot's record names (what is already gone left out)."""
         if "backend" not in record:
-            return
+            return None
         backend = self._recorded_backend(record)
         graph = _Graph(backend, network=record.get("network"))
         for node in start_order(spec):
@@ -435,7 +447,12 @@ class Manager:
                     graph.instances.append(backend.attach(node, record["instances"][node.name]))
                 except TestinfraError:
                     continue  # already gone
-        self._teardown(graph)
+        return graph
+
+    def _remove_recorded(self, spec: ServiceSpec, record: SlotRecord) -> None:
+        graph = self._recorded_graph(spec, record)
+        if graph is not None:
+            self._teardown(graph)
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -477,6 +494,15 @@ class Manager:
         with slot.locked():
             slot.users.discard(Owner.me())
             record = slot.read()
+            if record is not None and service.keep:
+                # A failed test asked to keep it (its database with it): no run or keeper removes
+                # it now; the processes still using it keep their handles.
+                graph = self._recorded_graph(service.spec, record)
+                for instance in graph.instances if graph is not None else []:
+                    instance.keep()
+                slot.clear()
+                self.kept.append(service)
+                return
             if record is None or "keeper" in record or slot.users.prune():
                 return  # others still use it, or a lease's keeper removes it after its grace
             self._remove_recorded(service.spec, record)

@@ -56,6 +56,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Numbers the prefixes and holders of every allocator of this process (they share its owner).
+_SERIALS = itertools.count(1)
+
 
 def _redis() -> Any:
     try:
@@ -96,7 +99,6 @@ class RedisAllocator:
     def __init__(self, server: RedisServer, owner: Owner | None = None) -> None:
         self.server = server
         self._owner = owner or Owner.me()
-        self._serials = itertools.count(1)
         self._lock = threading.Lock()
         self._client: redis.Redis | None = None
         self._databases: int | None = None
@@ -123,7 +125,7 @@ class RedisAllocator:
         redis = _redis()
         try:
             if isolation == "prefix":
-                prefix = f"{_PREFIX}{str(self._owner).replace('-', '_')}:{next(self._serials)}:"
+                prefix = f"{_PREFIX}{str(self._owner).replace('-', '_')}:{next(_SERIALS)}:"
                 return RedisDatabase(self.server, db=0, prefix=prefix)
             index, holder = self._take_index(timeout)
             return RedisDatabase(self.server, db=index, prefix="", holder=holder)
@@ -133,7 +135,7 @@ class RedisAllocator:
     def _take_index(self, timeout: float) -> tuple[int, str]:
         admin = self._admin()
         take = admin.register_script(_TAKE)
-        holder = f"{self._owner}/{next(self._serials)}"
+        holder = f"{self._owner}/{next(_SERIALS)}"
         deadline = time.monotonic() + timeout
         interval = _POLL_FIRST
         count = self.databases()

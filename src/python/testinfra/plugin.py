@@ -133,6 +133,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(TestinfraPlugin(config, settings), PLUGIN_NAME)
 
 
+def _pooled_specs(item: pytest.Item | None) -> list[ServiceSpec]:
+    """The specs of the function-scoped (pooled) services `item` takes."""
+    info = getattr(item, "_fixtureinfo", None)
+    specs = []
+    for definitions in getattr(info, "name2fixturedefs", {}).values():
+        spec = getattr(definitions[-1].func, POOLED_SPEC, None)
+        if isinstance(spec, ServiceSpec):
+            specs.append(spec)
+    return specs
+
+
 class TestinfraPlugin:
     """This session's testinfra: its Manager, and the hooks that act on it."""
 
@@ -194,12 +205,9 @@ class TestinfraPlugin:
         first: dict[ServiceSpec, int] = {}
         for index, item in enumerate(session.items):
             self._positions[item.nodeid] = index
-            info = getattr(item, "_fixtureinfo", None)
-            for definitions in getattr(info, "name2fixturedefs", {}).values():
-                spec = getattr(definitions[-1].func, POOLED_SPEC, None)
-                if isinstance(spec, ServiceSpec):
-                    self._uses[spec] += 1
-                    first.setdefault(spec, index)
+            for spec in _pooled_specs(item):
+                self._uses[spec] += 1
+                first.setdefault(spec, index)
         self._warm_ups = sorted(first.items(), key=lambda pair: pair[1])
         self._warm_up(0)
 
@@ -209,6 +217,16 @@ class TestinfraPlugin:
         while self._warm_ups and self._warm_ups[0][1] <= horizon:
             spec, _ = self._warm_ups.pop(0)
             self.manager.expect(spec, self._uses[spec])
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """(xdist worker) Of its share, a worker knows the test it runs and the next one: start
+        instances for those, never for tests another worker may get."""
+        if not hasattr(self.config, "workerinput"):
+            return
+        coming = Counter([*_pooled_specs(item), *_pooled_specs(nextitem)])
+        for spec, uses in coming.items():
+            self.manager.expect(spec, uses)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:

@@ -329,7 +329,7 @@ from specs import POSTGRES
 from testinfra import database_fixture
 from testinfra import service_fixture
 
-postgres = service_fixture(POSTGRES, scope="session")
+postgres = service_fixture(POSTGRES, scope=SCOPE)
 db = database_fixture("postgres")
 
 def test_fails(db, testinfra_manager):
@@ -341,8 +341,13 @@ def test_fails(db, testinfra_manager):
 """
 
 
+@pytest.mark.parametrize("scope", ["session", "shared"])
 def test_a_failed_tests_database_is_kept_with_its_server_when_asked(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, backend: str, pytestconfig: pytest.Config
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    pytestconfig: pytest.Config,
+    scope: str,
 ) -> None:
     from testinfra.conftest import write_state_specs
 
@@ -351,13 +356,13 @@ def test_a_failed_tests_database_is_kept_with_its_server_when_asked(
     monkeypatch.delenv("TESTINFRA_REQUIRE_DOCKER", raising=False)
     write_state_specs(pytester.path / "specs.py", pytestconfig, backend)
     pytester.makeconftest('pytest_plugins = ["testinfra.plugin"]')
-    pytester.makepyfile(test_kept=KEPT_ON_FAILURE)
+    pytester.makepyfile(test_kept=KEPT_ON_FAILURE.replace("SCOPE", repr(scope)))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--testinfra-keep-on-failure", "test_kept.py"
     )
     result.assert_outcomes(failed=1)
     info = json.loads((pytester.path / "info.json").read_text())
-    result.stdout.fnmatch_lines([f"*testinfra: database {info['name']}*", "psql 'host=*"])
+    result.stdout.fnmatch_lines([f"*testinfra: database {info['name']}*", "psql 'host=*(kept)"])
     try:
         with psycopg.connect(info["dsn"]) as conn:
             assert conn.execute("SELECT count(*) FROM evidence").fetchone() == (0,)
