@@ -360,7 +360,7 @@ def suite(
     for mode in modes:
         for runner in ("pytest -n auto", "./pants test"):
             key = f"{runner} | {mode}"
-            if key in samples:
+            if samples.get(key):
                 rows.append([runner, mode, f"{median(samples[key]):.1f}", outcomes[key]])
     if pytest:
         _, output = run_suite(pytest_command, {**base, "DATABASE_STAGE_BASELINE": "shared"})
