@@ -196,6 +196,9 @@ def main() -> None:
     if args.rows:
         variants = {row: path for row, path in variants.items() if row in args.rows.split(",")}
     env = {**os.environ, "TESTCONTAINERS_RYUK_DISABLED": "true"}
+    # Bytecode cached as in a developer's virtualenv (installed packages have theirs; sources
+    # compiled on every run would charge testinfra, not the tools from site-packages, for it).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PEX_ROOT", None)
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -65,6 +65,7 @@ def run_suite(
     if pytest:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets]
         env = {**env, "PYTHONPATH": os.pathsep.join([str(checkout / "src/python"), str(checkout), *sys.path])}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # (bytecode cached, as in a developer's virtualenv)
     t0 = time.perf_counter()
     done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
