@@ -16,7 +16,6 @@ goes away; give these fixtures such a server, not one per module or test.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import threading
 from collections.abc import Callable
@@ -502,8 +501,10 @@ class _Pairs:
 
     def close(self) -> None:
         errors: list[BaseException] = []
-        with contextlib.suppress(TestinfraError):
+        try:
             self.pool.close()
+        except TestinfraError as exc:
+            errors.append(exc)
         for removal in self._removals:
             try:
                 removal.result()

@@ -68,10 +68,12 @@ class Pool(Generic[G]):
                 self._pending.append(self._executor.submit(self._start))
 
     def close(self) -> None:
-        """Remove every instance started ahead that no test took."""
+        """Remove every instance started ahead that no test took (all of them, even after one
+        removal fails; then the first failure is raised)."""
         with self._lock:
             pending, self._pending = list(self._pending), deque()
             self._failed = True  # nothing more is started ahead
+        errors: list[Exception] = []
         for future in pending:
             if future.cancel():
                 continue
@@ -79,4 +81,9 @@ class Pool(Generic[G]):
                 graph = future.result()
             except Exception:  # its start failed: nothing to remove
                 continue
-            self._discard(graph)
+            try:
+                self._discard(graph)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -10,11 +10,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import Executor
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from testinfra._child import child_env
+from testinfra._pool import Pool
 
 
 @pytest.fixture
@@ -288,3 +291,28 @@ def test_pytest_testinfra_beside_it_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert "pytest-testinfra 10.1.1 is installed beside labrador-testinfra" in result.stderr
     assert textwrap.dedent("pip uninstall pytest-testinfra") in result.stderr
+
+
+class Inline(Executor):
+    """Runs each start at once: every instance is started before the pool closes."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: Future[object] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_closing_a_pool_removes_every_instance_even_after_one_removal_fails() -> None:
+    numbers = iter(range(100))
+    removed: list[int] = []
+
+    def discard(graph: int) -> None:
+        removed.append(graph)
+        if graph == 0:
+            raise RuntimeError("the engine refused to remove 0")
+
+    pool = Pool(lambda: next(numbers), discard, Inline(), depth=3)
+    pool.expect(10)
+    with pytest.raises(RuntimeError, match="refused to remove 0"):
+        pool.close()
+    assert removed == [0, 1, 2]

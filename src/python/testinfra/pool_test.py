@@ -118,11 +118,12 @@ def test_a_dependent_starts_before_its_dependency_is_ready_only_if_its_spec_allo
         while not awaited.exists():
             assert time.monotonic() < deadline, f"{awaited.name} never appeared"
             time.sleep(0.01)
+        # (Whether "top" started while the gate was still closed: file times are too coarse to say.)
+        top_before_gate = (tmp_path / "top.started").exists()
         gate.touch()
         starter.join(30)
         assert started, "the graph did not start"
-        top_started = (tmp_path / "top.started").stat().st_mtime_ns
-        assert (top_started >= gate.stat().st_mtime_ns) == waits
+        assert top_before_gate != waits
     finally:
         gate.touch()
         starter.join(30)
