@@ -60,6 +60,8 @@ _LOCK_POLL_MAX = 0.2
 _APP_PREFIX = "testinfra:"
 # Names: template, a template being built, a clone. NAMEDATALEN is 64.
 _TEMPLATE, _BUILD, _CLONE = "tt_", "tb_", "tc_"
+# Seconds before a clone pool tries again after a failure nobody was waiting for.
+_RETRY_MAKE = 0.5
 # Numbers the clones of every pool of this process (pools of one owner share its name tag).
 _CLONE_NUMBERS = itertools.count(1)
 # The comment that marks a database kept after a failed test (--testinfra-keep-on-failure).
@@ -449,9 +451,10 @@ class ClonePool:
         try:
             while True:
                 with self._cond:
-                    while not (self._closed or self._failure) and not self._wants_more():
+                    # (A failure not yet told to a waiting test holds the next attempt back.)
+                    while not self._closed and (self._failure is not None or not self._wants_more()):
                         self._cond.wait()
-                    if self._closed or self._failure:
+                    if self._closed:
                         return
                     self._making += 1
                 name = self._clone_name()
@@ -466,11 +469,19 @@ class ClonePool:
                     )
                     self.make_seconds.append(time.perf_counter() - t0)
                 except Exception as exc:
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                    conn = None  # (it may be the broken part)
                     with self._cond:
                         self._making -= 1
-                        self._failure = exc
+                        # The tests waiting now fail with it; later ones try again (it may pass, as
+                        # "too many clients" does). Nobody waiting: try again after a pause.
+                        if self._waiting:
+                            self._failure = exc
                         self._cond.notify_all()
-                    return
+                        self._cond.wait(_RETRY_MAKE)
+                    continue
                 with self._cond:
                     self._making -= 1
                     self._ready.append(name)
@@ -512,9 +523,11 @@ class ClonePool:
             try:
                 while not self._ready:
                     if self._failure is not None:
+                        failure, self._failure = self._failure, None
+                        self._cond.notify_all()
                         raise StateError(
-                            f"could not make a database on {self.server}: {_pg_message(self._failure)}"
-                        ) from self._failure
+                            f"could not make a database on {self.server}: {_pg_message(failure)}"
+                        ) from failure
                     if self._closed:
                         raise StateError(f"the database pool of {self.server} is closed")
                     left = deadline - time.monotonic()

@@ -17,6 +17,7 @@ import pytest
 
 from testinfra import MigrationError
 from testinfra import Migrations
+from testinfra import StateError
 from testinfra import StateTimeoutError
 from testinfra._child import child_env
 from testinfra._owner import Owner
@@ -245,6 +246,24 @@ def test_a_full_pool_makes_takers_wait_with_a_deadline(pg: Server, tmp_path: Pat
     finally:
         pool.close()
     report("pool exhausted: waits, then clear error", backend)
+
+
+def test_a_failure_to_make_a_clone_fails_the_waiting_test_and_the_next_one_tries_again(pg: Server) -> None:
+    # A template that does not exist yet: as a passing error ("too many clients") would, it fails
+    # the test that waits now, not every test after it.
+    template = f"tt_later_{uuid.uuid4().hex[:8]}"
+    pool = ClonePool(pg, template, ahead=0, limit=1)
+    try:
+        with pytest.raises(StateError, match="could not make a database.*does not exist"):
+            pool.take(30)
+        with pg.connect(autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{template}"'.encode())
+        name = pool.take(30)
+        pool.give_back(name)
+    finally:
+        pool.close()
+        with pg.connect(autocommit=True) as conn:
+            drop_database(conn, template)
 
 
 def test_a_kept_database_survives_every_sweep(pg: Server, tmp_path: Path) -> None:
