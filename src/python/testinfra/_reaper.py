@@ -21,6 +21,7 @@ resource itself and are never orphans. Removal, in order of when it happens:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -35,6 +36,8 @@ from testinfra._statedir import StateDir
 from testinfra._statedir import try_lock
 
 _ORDER = ("process", "container", "network")  # what others depend on goes last
+# Seconds a run directory without a watchdog is taken to be starting, whoever its owners are.
+_STARTING = 60.0
 
 
 def list_resources(backends: Sequence[Backend], run: str | None = None) -> list[Resource]:
@@ -95,8 +98,15 @@ def sweep(settings: Settings, state: StateDir, backends: Sequence[Backend]) -> l
             os.close(slot_lock)
     runs = state.sub("runs")
     for run_dir in runs.iterdir():
-        # A run whose watchdog never started is still starting (or died at once): left alone.
         if not (run_dir / "watchdog.log").is_file():
+            # Its watchdog never started: the run is still starting (an owner alive, or made a
+            # moment ago), or its owners died first; then nothing of it is left but this.
+            owners = run_dir / "owners"
+            with contextlib.suppress(OSError):
+                if time.time() - run_dir.stat().st_mtime > _STARTING and not (
+                    owners.is_dir() and OwnerSet(owners).prune()
+                ):
+                    shutil.rmtree(run_dir, ignore_errors=True)
             continue
         lock = try_lock(run_dir / "watchdog.lock")
         if lock is None:

@@ -359,8 +359,19 @@ def test_a_stale_run_directory_is_swept(state: StateDir) -> None:
     touch(stale / "watchdog.log")
     owners = state.sub("runs", "stalerun", "owners")
     touch(owners / str(dead_owner()))
+    # Runs whose owners died before their watchdog started: one made long ago goes; one made a
+    # moment ago may still be starting, and one whose owner lives is, so both stay.
+    orphaned, starting, live = state.run_dir("orphaned"), state.run_dir("starting"), state.run_dir("live")
+    touch(state.sub("runs", "orphaned", "owners") / str(dead_owner()))
+    touch(state.sub("runs", "starting", "owners") / str(dead_owner()))
+    touch(state.sub("runs", "live", "owners") / str(Owner.me()))
+    long_ago = time.time() - 3600
+    for directory in (orphaned, live):
+        os.utime(directory, (long_ago, long_ago))
     sweep(Settings.from_env(), state, [ProcessBackend(state)])
     assert not stale.exists()
+    assert not orphaned.exists()
+    assert starting.exists() and live.exists()
 
 
 # -- 11. errors that were raw or wrong --------------------------------------------------------
