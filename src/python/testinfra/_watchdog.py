@@ -23,6 +23,8 @@ from collections.abc import Callable
 # gone by then): what it needs is imported here.
 import testinfra._backends.docker
 import testinfra._backends.process  # noqa: F401
+from testinfra._backends import KINDS
+from testinfra._backends import BackendKind
 from testinfra._backends import open_all
 from testinfra._child import fork_detached
 from testinfra._errors import StateDirError
@@ -73,16 +75,26 @@ class _Watch:
         self.run_id = run_id
         # Every owner ever seen: if the run directory is deleted under us, we still know whom to watch.
         self.known: set[Owner] = set()
+        # The backends the run uses (marked before its first resource), likewise remembered. Only
+        # those are opened: this fork must import nothing (another thread of the test process may
+        # have been importing the Docker SDK when it forked, and its lock would never be released).
+        self.kinds: list[BackendKind] = []
 
     def owners(self) -> OwnerSet:
         # Recreated if someone deleted it: the watch goes on with the owners already known.
         return OwnerSet(self.state.sub("runs", self.run_id, "owners"))
 
     def refresh(self) -> None:
+        self._refresh_kinds()
         try:
             self.known.update(self.owners().members())
         except (OSError, StateDirError) as exc:
             _log(f"cannot read the owners of run {self.run_id} ({exc}); watching the {len(self.known)} known")
+
+    def _refresh_kinds(self) -> None:
+        for kind in KINDS:
+            if kind not in self.kinds and uses_backend(self.state, self.run_id, kind):
+                self.kinds.append(kind)
 
     def forget(self, owner: Owner) -> None:
         self.known.discard(owner)
@@ -91,7 +103,8 @@ class _Watch:
 
     def reap(self, *, everything: bool) -> bool:
         """Remove the run's orphans (or all but kept resources); False if the engine did not answer."""
-        backends, problems = open_all(self.settings, self.state)
+        self._refresh_kinds()
+        backends, problems = open_all(self.settings, self.state, self.kinds)
         try:
             resources = list_resources(backends, self.run_id)
             reap(backends, [r for r in resources if not r.kept and (everything or r.orphaned)])

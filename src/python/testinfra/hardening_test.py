@@ -438,6 +438,29 @@ def test_reap_all_does_not_remove_running_services_without_asking(state: StateDi
         manager.close()
 
 
+def test_the_watchdog_of_a_process_run_never_opens_docker(
+    state: StateDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watchdog is a fork of a test process whose other threads may have been importing the
+    # Docker SDK at that moment: importing it in the fork would wait for their lock forever.
+    import testinfra._backends as backends
+    from testinfra._watchdog import _Watch
+    from testinfra._watchdog import mark_backend
+
+    opened: list[str] = []
+    real = backends.open_backend
+
+    def spy(kind, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(kind)
+        return real(kind, *args, **kwargs)
+
+    monkeypatch.setattr(backends, "open_backend", spy)
+    mark_backend(state, "processrun", "process")
+    watch = _Watch(Settings(backend="process", state_dir=state.root), "processrun")
+    assert watch.reap(everything=True)
+    assert opened == ["process"]
+
+
 @pytest.mark.testinfra_docker
 def test_the_state_directory_deleted_mid_run_does_not_stop_the_watchdog(
     state: StateDir, pytestconfig: pytest.Config

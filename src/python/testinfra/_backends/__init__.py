@@ -29,11 +29,14 @@ def open_backend(
     return ProcessBackend(state)
 
 
-def open_all(settings: Settings, state: StateDir) -> tuple[list[Backend], dict[str, str]]:
-    """Every backend that answers here, and why the others do not (for the reaper and the CLI)."""
+def open_all(
+    settings: Settings, state: StateDir, kinds: Sequence[BackendKind] = KINDS
+) -> tuple[list[Backend], dict[str, str]]:
+    """Every backend (of `kinds`) that answers here, and why the others do not (for the reaper
+    and the CLI)."""
     opened: list[Backend] = []
     problems: dict[str, str] = {}
-    for kind in KINDS:
+    for kind in kinds:
         try:
             opened.append(open_backend(kind, settings, state))
         except BackendUnavailableError as exc:
