@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,9 @@ from testinfra._readiness import wait_until_ready
 from testinfra._spec import ServiceSpec
 
 _COMMAND_TIMEOUT = 30.0
+# Readiness polls the service's state between probes; the backend (an engine call for Docker) is
+# asked at most this often. Every other caller asks afresh.
+_STATE_TTL = 0.05
 
 
 class Service:
@@ -162,6 +166,8 @@ class _ReadinessView:
         self._service = service
         self._instance = instance
         self._cursor: Any = None
+        self._exit_code: int | None = None
+        self._asked_at = -_STATE_TTL
 
     @property
     def name(self) -> str:
@@ -186,7 +192,11 @@ class _ReadinessView:
         return self._instance.run(argv, timeout)
 
     def exit_code(self) -> int | None:
-        return self._instance.exit_code()
+        now = time.monotonic()
+        if now - self._asked_at >= _STATE_TTL:
+            self._exit_code = self._instance.exit_code()
+            self._asked_at = now
+        return self._exit_code
 
     def logs(self, tail: int | None = None) -> str:
         return self._instance.logs(tail)

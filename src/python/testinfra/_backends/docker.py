@@ -14,7 +14,6 @@ import itertools
 import os
 import secrets
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -50,8 +49,6 @@ if TYPE_CHECKING:
 
 _HOST = "127.0.0.1"
 _ENGINE_TIMEOUT = 10
-# Readiness asks for the container's state on every probe; the engine is asked at most this often.
-_STATE_TTL = 0.05
 _KEPT_SUFFIX = "-kept"
 _UNKNOWN_EXIT = -1
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -172,8 +169,6 @@ class DockerInstance:
         self._container = container
         self._client = client
         self._network = network
-        self._state: dict[str, Any] = {}
-        self._state_at = -_STATE_TTL
         # (`fresh`: the container was just inspected; no need to ask the engine again.)
         self._endpoint = self._read_endpoint(reload=not fresh)
 
@@ -272,32 +267,25 @@ class DockerInstance:
 
     @_mapped("reading its state")
     def exit_code(self) -> int | None:
-        now = time.monotonic()
-        if now - self._state_at >= _STATE_TTL:
-            self._state = self._reload()["State"]
-            self._state_at = now
-        if self._state["Status"] in ("exited", "dead"):
-            code: int = self._state["ExitCode"]
+        state = self._reload()["State"]
+        if state["Status"] in ("exited", "dead"):
+            code: int = state["ExitCode"]
             return code
         return None
 
     @_mapped("stopping it")
     def stop(self, timeout: float) -> None:
         self._container.stop(timeout=max(1, round(timeout)))
-        self._state_at = -_STATE_TTL
 
     @_mapped("killing it")
     def kill(self) -> None:
-        self._state_at = -_STATE_TTL
         if self.exit_code() is None:
             self._container.kill()
             self._container.wait()
-            self._state_at = -_STATE_TTL
 
     @_mapped("starting it again")
     def start(self) -> None:
         self._container.start()
-        self._state_at = -_STATE_TTL
         # The host port is chosen anew on every start; peers keep using the container name.
         self._endpoint = self._read_endpoint()
 
