@@ -11,6 +11,13 @@ Without targets, the test targets both checkouts have under tests/. `--edit FILE
 edit-test loop instead of a forced run: before each run a comment is appended to FILE (a test
 file, in each checkout), so only what depends on it runs again; the file is restored at the end.
 `--pytest` runs `python -m pytest PATHS` in each checkout instead of Pants (e.g. one test file).
+`--reuse-ttl S` turns on warm reuse across runs (TESTINFRA_REUSE_TTL; a checkout without it
+ignores it) and removes what is left warm at the end; `--pause S` waits S seconds before each run,
+untimed, as a developer editing between runs would (what the last run left starts meanwhile). The
+containers counted are those created from the start of the pause to the end of the run.
+
+    dist/bench/pants_suite.pex --runs 5 --checkout /old --reuse-ttl 900 --pause 10 \
+        --edit tests/e2e/test_kennel.py tests/e2e:
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import docker
 from bench._common import median
 from bench._common import save
 from bench._common import table
+from testinfra.__main__ import main as testinfra_cli
 from testinfra._pants import build_root
 from testinfra._settings import DEFAULT_LABEL
 
@@ -51,13 +59,13 @@ def count_creates(stop: threading.Event, counted: list[int]) -> None:
 
 
 def run_suite(
-    checkout: Path, targets: list[str], env: dict[str, str], edit: str | None, pytest: bool
+    checkout: Path, targets: list[str], env: dict[str, str], edit: str | None, pytest: bool, pause: float
 ) -> tuple[float, int]:
     counted = [0]
     stop = threading.Event()
     watcher = threading.Thread(target=count_creates, args=(stop, counted), daemon=True)
     watcher.start()
-    time.sleep(0.2)  # (the event stream is open before the first create)
+    time.sleep(max(0.2, pause))  # (the event stream is open before the first create)
     if edit:
         with open(checkout / edit, "a") as file:
             file.write(f"# edited {time.time()}\n")
@@ -86,6 +94,8 @@ def main() -> None:
     )
     parser.add_argument("--edit", help="a test file to touch before each run (the edit-test loop)")
     parser.add_argument("--pytest", action="store_true", help="run plain pytest on the targets (paths)")
+    parser.add_argument("--reuse-ttl", type=float, default=0.0, help="warm reuse across runs, seconds")
+    parser.add_argument("--pause", type=float, default=0.0, help="untimed seconds before each run")
     parser.add_argument("targets", nargs="*", default=DEFAULT_TARGETS)
     args = parser.parse_args()
     root = build_root(Path.cwd())
@@ -94,21 +104,27 @@ def main() -> None:
     # Pants runs on its own Python: none of this PEX's import path may leak into it.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PEX")}
     env["TESTINFRA_REQUIRE_DOCKER"] = "1"
+    if args.reuse_ttl:
+        env["TESTINFRA_REUSE_TTL"] = str(args.reuse_ttl)
     checkouts = {"this checkout": root, **{str(path): path for path in args.checkout}}
     samples: dict[str, list[tuple[float, int]]] = {name: [] for name in checkouts}
     originals = {path: (path / args.edit).read_text() for path in checkouts.values()} if args.edit else {}
     try:
         for _ in range(args.runs):
             for name, path in checkouts.items():
-                samples[name].append(run_suite(path, args.targets, env, args.edit, args.pytest))
+                samples[name].append(run_suite(path, args.targets, env, args.edit, args.pytest, args.pause))
     finally:
         for path, text in originals.items():
             (path / args.edit).write_text(text)
+        if args.reuse_ttl:
+            testinfra_cli(["reap"])  # what the runs left warm
     rows = []
     for name, values in samples.items():
         rows.append([name, f"{median([v[0] for v in values]):.1f}", str(int(median([v[1] for v in values])))])
     how = f"./pants test, after editing {args.edit}" if args.edit else "./pants test --force"
     how = "pytest" if args.pytest else how
+    how += f", warm reuse (TTL {args.reuse_ttl:g} s)" if args.reuse_ttl else ""
+    how += f", {args.pause:g} s untimed before each run" if args.pause else ""
     print(f"{how} {' '.join(args.targets)}; medians of {args.runs} interleaved runs")
     print(table(["checkout", "wall s", "containers started"], rows))
     save("pants_suite", {name: values for name, values in samples.items()})

@@ -77,11 +77,13 @@ def ls(backends: Sequence[Backend], problems: dict[str, str], state_dir: StateDi
         print("no testinfra resources found")
         return _warn(problems)
     warm = idle_leases(state_dir)
-    print(f"{'KIND':<10} {'ID':<14} {'NAME':<40} {'RUN':<18} {'OWNER':<8} {'STATE':<8} AGE")
+    name = max(len("NAME"), *(len(r.name) for r in resources))
+    run_id = max(len("RUN"), *(len(r.run) for r in resources))
+    print(f"{'KIND':<10} {'ID':<14} {'NAME':<{name}} {'RUN':<{run_id}} {'OWNER':<8} {'STATE':<8} AGE")
     for r in resources:
         state = "kept" if r.kept else "orphan" if r.orphaned else "warm" if r.run in warm else "in use"
         owner = str(r.owner.pid) if r.owner else "?"
-        print(f"{r.kind:<10} {r.id:<14} {r.name:<40} {r.run:<18} {owner:<8} {state:<8} {age(r)}")
+        print(f"{r.kind:<10} {r.id:<14} {r.name:<{name}} {r.run:<{run_id}} {owner:<8} {state:<8} {age(r)}")
     return _warn(problems)
 
 

@@ -9,15 +9,24 @@ has been left for an idle grace (a few seconds, so the next test file reuses it;
 `TESTINFRA_REUSE_TTL` for the edit-test loop), removes them and exits. A user's death is seen at
 once (pidfds); the keeper's own death leaves orphans that the next sweep removes.
 
+Spares serve function-scoped fixtures in the edit-test loop (only with `TESTINFRA_REUSE_TTL`):
+at its end a session leaves as many never-used graphs of a spec as its tests took, for the next
+run. Each is a lease of its own (`<key>-<random>`) whose keeper starts the graph itself, after
+the session is gone, and keeps it for the TTL. A test process takes one whole (`used`), and the
+keeper removes it as soon as that process lets go of it or dies: no spare serves two tests.
+
     leases/<key>/   lock, users/, service.json (see _shared), keeper.lock, keeper.log
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import uuid
 from collections.abc import Callable
 from collections.abc import Sequence
+from pathlib import Path
 
 from testinfra._backends import open_all
 from testinfra._backends.base import Backend
@@ -29,6 +38,7 @@ from testinfra._reaper import list_resources
 from testinfra._reaper import reap
 from testinfra._settings import Settings
 from testinfra._shared import Slot
+from testinfra._shared import SlotRecord
 from testinfra._spec import ServiceSpec
 from testinfra._statedir import StateDir
 from testinfra._statedir import try_lock
@@ -37,6 +47,8 @@ from testinfra._statedir import try_lock
 GRACE = 3.0
 _RESCAN = 0.25
 _RETRY = 1.0
+# Spares left for the next run, per spec: memory, not start time, is what bounds them.
+MAX_SPARES = 8
 
 
 def lease_key(order: Sequence[ServiceSpec], backend: Backend) -> str:
@@ -47,7 +59,7 @@ def lease_key(order: Sequence[ServiceSpec], backend: Backend) -> str:
 
 def lease_run(key: str) -> str:
     """The run id a lease's resources carry (they belong to no test run)."""
-    return f"lease-{key[:12]}"
+    return f"lease-{key}"
 
 
 def start_keeper(settings: Settings, state: StateDir, key: str) -> Owner:
@@ -72,6 +84,13 @@ def _keep(settings: Settings, key: str, grace: float, report: Callable[[str], No
         if _replaced(slot, me) or (slot.read() is None and not slot.users.prune()):
             return
         time.sleep(_RESCAN)
+    _watch(settings, state, slot, me, lambda record: grace)
+
+
+def _watch(
+    settings: Settings, state: StateDir, slot: Slot, me: Owner, grace: Callable[[SlotRecord], float]
+) -> None:
+    """Keep the lease in `slot` while it has users, and `grace(record)` seconds after the last."""
     idle_since: float | None = None
     while True:
         if _replaced(slot, me):
@@ -81,10 +100,11 @@ def _keep(settings: Settings, key: str, grace: float, report: Callable[[str], No
             idle_since = None
             wait_for_any_exit([owner.pid for owner in live if owner.visible], _RESCAN)
             continue
-        if slot.read() is None:
+        record = slot.read()
+        if record is None:
             return  # removed by `python -m testinfra reap`, or its start failed: nothing to keep
         idle_since = idle_since or time.monotonic()
-        if time.monotonic() - idle_since < grace:
+        if time.monotonic() - idle_since < grace(record):
             time.sleep(_RESCAN)
             continue
         with slot.locked():
@@ -93,6 +113,67 @@ def _keep(settings: Settings, key: str, grace: float, report: Callable[[str], No
             if not _replaced(slot, me):
                 remove_lease(settings, state, slot)
         return
+
+
+def start_spare(
+    settings: Settings, state: StateDir, key: str, start: Callable[[Slot, SlotRecord], None]
+) -> None:
+    """Leave a spare of lease `key` for the next run: a keeper that calls `start(slot, record)`
+    (it starts the graph, recording it in the slot with `record`'s fields) and keeps the result."""
+    spare = f"{key}-{uuid.uuid4().hex[:8]}"
+    directory = state.sub("leases", spare)
+    answer = fork_detached(
+        lambda report: _keep_spare(settings, spare, key, start, report), directory / "keeper.log"
+    )
+    if Owner.parse(answer) is None:
+        raise TestinfraError(f"the keeper of spare {spare} did not start; see {directory / 'keeper.log'}")
+
+
+def _keep_spare(
+    settings: Settings,
+    spare: str,
+    key: str,
+    start: Callable[[Slot, SlotRecord], None],
+    report: Callable[[str], None],
+) -> None:
+    state = StateDir(settings.state_dir)
+    slot = Slot(state.sub("leases", spare))
+    me = Owner.me()
+    try_lock(slot.directory / "keeper.lock")  # a directory of its own: nobody else holds it
+    # Held while the graph starts: a process that would take this spare waits for it.
+    with slot.locked():
+        report(str(me))
+        try:
+            start(slot, {"keeper": str(me), "run": lease_run(spare), "spare_of": key})
+        except Exception as exc:
+            print(f"{time.strftime('%H:%M:%S')} the spare did not start: {exc}", flush=True)
+            remove_lease(settings, state, slot)
+            return
+    # Never used: kept for the TTL. Used: removed as soon as its one user lets go.
+    _watch(settings, state, slot, me, lambda record: 0.0 if record.get("used") else settings.reuse_ttl)
+
+
+def spares(state: StateDir, key: str) -> list[Slot]:
+    """The spares of lease `key` whose keeper is on duty and that nobody took, oldest first."""
+    found = []
+    for directory in sorted(state.sub("leases").glob(f"{key}-*"), key=_age):
+        slot = Slot(directory)
+        record = slot.read()
+        if record is not None and (record.get("used") or not keeper_alive(record.get("keeper"))):
+            continue
+        lock = try_lock(directory / "keeper.lock")
+        if lock is not None:  # its keeper is gone (or has not locked yet: it reports after)
+            os.close(lock)
+            continue
+        found.append(slot)
+    return found
+
+
+def _age(directory: Path) -> float:
+    try:
+        return directory.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _replaced(slot: Slot, me: Owner) -> bool:

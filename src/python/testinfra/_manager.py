@@ -33,11 +33,14 @@ from testinfra._errors import BackendUnavailableError
 from testinfra._errors import ServiceStartError
 from testinfra._errors import SpecError
 from testinfra._errors import TestinfraError
+from testinfra._lease import MAX_SPARES
 from testinfra._lease import keeper_alive
 from testinfra._lease import lease_key
 from testinfra._lease import lease_run
 from testinfra._lease import remove_lease
+from testinfra._lease import spares
 from testinfra._lease import start_keeper
+from testinfra._lease import start_spare
 from testinfra._owner import Owner
 from testinfra._owner import OwnerSet
 from testinfra._pool import Pool
@@ -83,6 +86,8 @@ class _Graph:
     service: Service | None = None
     # A network made for this graph alone (shared graphs), removed with it.
     network: str | None = None
+    # A spare taken from the last run (see _lease): its keeper removes it once we let go.
+    slot: Slot | None = None
 
 
 def _resolve_env(spec: ServiceSpec, deps: dict[str, Service]) -> dict[str, str]:
@@ -103,6 +108,7 @@ class Manager:
         run_id: str | None = None,
         run_owner: Owner | None = None,
         image_roots: Sequence[Path] = (),
+        join_run: bool = True,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -111,6 +117,8 @@ class Manager:
         self.kept: list[Service] = []
         self._state = StateDir(self.settings.state_dir)
         self._image_roots = tuple(image_roots)
+        # False in a lease's keeper, whose resources belong to it and not to a test run.
+        self._join_run = join_run
         self._backends: dict[str, Backend] = {}
         self._unavailable: dict[str, BackendUnavailableError] = {}
         self._private_networks: dict[str, str] = {}
@@ -119,6 +127,9 @@ class Manager:
         # Services several processes use: shared (this run's) and leased (the machine's).
         self._shared: list[tuple[Service, Slot]] = []
         self._pools: dict[str, Pool[_Graph]] = {}
+        # Per spec fingerprint: the spec, and how many instances this session's tests took.
+        self._taken: dict[str, tuple[ServiceSpec, int]] = {}
+        self._lease_keys: dict[str, tuple[Backend, str]] = {}
         self._registration: Future[None] | None = None
         self._removals: list[Future[None]] = []
         # Pools fill and used instances go away on these threads while the tests run.
@@ -189,6 +200,10 @@ class Manager:
         Here rather than at session start, so sessions that start no service pay nothing.
         """
         with self._lock:
+            if not self._join_run:
+                joined: Future[None] = Future()
+                joined.set_result(None)
+                return joined
             if self._registration is None:
                 self._run_owners().add(Owner.me())
                 # With the backends in use: a process-only session does not connect to Docker for it.
@@ -290,7 +305,7 @@ class Manager:
         with self._lock:
             if spec.fingerprint not in self._pools:
                 self._pools[spec.fingerprint] = Pool(
-                    lambda: self._start_graph(spec),
+                    lambda: self._take_spare(spec) or self._start_graph(spec),
                     self._teardown,
                     self._executor,
                     self.settings.pool_depth,
@@ -305,8 +320,75 @@ class Manager:
         graph = self._pool(spec).take()
         with self._lock:
             self._pooled.append(graph)
+            self._taken[spec.fingerprint] = (spec, self._taken.get(spec.fingerprint, (spec, 0))[1] + 1)
         assert graph.service is not None
         return graph.service
+
+    def _take_spare(self, spec: ServiceSpec) -> _Graph | None:
+        """A never-used graph of `spec` the last run left (see _lease), if warm reuse is on."""
+        if not self.settings.reuse_ttl:
+            return None
+        for slot in spares(self._state, self._lease_key(spec)[1]):
+            with slot.locked():  # (waits while its keeper is still starting it)
+                record = slot.read()
+                if record is None or record.get("used") or not keeper_alive(record.get("keeper")):
+                    continue
+                graph = self._attach_graph(spec, record, shared=False) if record.get("complete") else None
+                if graph is None:
+                    continue
+                slot.users.add(Owner.me())
+                slot.write({**record, "used": True})
+            graph.slot = slot
+            return graph
+        return None
+
+    def _leave_spares(self) -> None:
+        """With warm reuse on, leave never-used graphs for the next run: as many of each spec as
+        this session took (at most MAX_SPARES, counting those still waiting), started by their
+        keepers after this process is gone."""
+        if not self.settings.reuse_ttl:
+            return
+        for spec, taken in self._taken.values():
+            try:
+                backend, key = self._lease_key(spec)
+                pinned = self._pinned(spec, backend)
+                if pinned is None:
+                    continue  # (a local process's code goes with the test's sandbox)
+                for _ in range(min(taken, MAX_SPARES) - len(spares(self._state, key))):
+                    start_spare(self.settings, self._state, key, self._spare_starter(pinned))
+            except TestinfraError as exc:  # the next run starts its own: nothing is lost
+                print(f"testinfra: no spares of {spec.name!r} left for the next run: {exc}", file=sys.stderr)
+
+    def _lease_key(self, spec: ServiceSpec) -> tuple[Backend, str]:
+        """The backend `spec` runs on and its lease key (see _lease), asked once per spec."""
+        with self._lock:
+            if spec.fingerprint not in self._lease_keys:
+                order = start_order(spec)
+                backend = self._backend_for(order)
+                self._lease_keys[spec.fingerprint] = (backend, lease_key(order, backend))
+            return self._lease_keys[spec.fingerprint]
+
+    def _spare_starter(self, spec: ServiceSpec) -> Callable[[Slot, SlotRecord], None]:
+        def start(slot: Slot, extra: SlotRecord) -> None:
+            # In the keeper: a manager of its own, whose graph outlives it.
+            keeper = Manager(
+                self.settings, run_id=extra["run"], image_roots=self._image_roots, join_run=False
+            )
+            placement = Placement(extra["run"], Owner.me(), detached=True)
+            keeper._start_slot_graph(spec, slot, placement, extra)
+
+        return start
+
+    @staticmethod
+    def _pinned(spec: ServiceSpec, backend: Backend) -> ServiceSpec | None:
+        """`spec` and its dependencies pinned (see Backend.pinned); None if one cannot be."""
+        pinned = backend.pinned(spec)
+        if pinned is None:
+            return None
+        deps = [Manager._pinned(dep, backend) for dep in spec.depends_on]
+        if None in deps:
+            return None
+        return replace(pinned, depends_on=tuple(dep for dep in deps if dep is not None))
 
     def expect(self, spec: ServiceSpec, uses: int) -> None:
         """This session will `take(spec)` `uses` times: start the first instances now."""
@@ -323,7 +405,8 @@ class Manager:
                 raise ServiceStartError(
                     f"another process of this run could not start it: {record['failed']}", service=spec.name
                 )
-            service = self._attach_graph(spec, record) if record and record.get("complete") else None
+            attached = self._attach_graph(spec, record) if record and record.get("complete") else None
+            service = attached.service if attached else None
             if service is None:
                 if record is not None:
                     self._remove_recorded(spec, record)  # dead, or its starter died half-way
@@ -341,9 +424,7 @@ class Manager:
     def start_lease(self, spec: ServiceSpec) -> Service:
         """The machine's one instance of `spec` for every test process that agrees on what it runs
         (see _lease): started by whichever asks first, removed by its keeper once unused."""
-        order = start_order(spec)
-        backend = self._backend_for(order)
-        key = lease_key(order, backend)
+        backend, key = self._lease_key(spec)
         slot = Slot(self._state.sub("leases", key))
         with self._lock:
             held = any(mine.directory == slot.directory for _, mine in self._shared)
@@ -364,7 +445,8 @@ class Manager:
         """Attach to the lease in `slot` (call with it locked), or start it anew."""
         record = slot.read()
         alive = record is not None and record.get("complete") and keeper_alive(record.get("keeper"))
-        service = self._attach_graph(spec, record) if alive and record else None
+        attached = self._attach_graph(spec, record) if alive and record else None
+        service = attached.service if attached else None
         if service is not None and idle and not self._reset_graph(service):
             service = None  # it could not forget the last holder's state: start a new one
         if service is not None:
@@ -420,20 +502,22 @@ class Manager:
         assert graph.service is not None
         return graph.service
 
-    def _attach_graph(self, spec: ServiceSpec, record: SlotRecord) -> Service | None:
-        """Handles on a shared graph another process started; None if any part of it is gone."""
+    def _attach_graph(self, spec: ServiceSpec, record: SlotRecord, *, shared: bool = True) -> _Graph | None:
+        """Handles on a graph another process started; None if any part of it is gone."""
         backend = self._recorded_backend(record)
+        graph = _Graph(backend, network=record.get("network"))
         services: dict[str, Service] = {}
         try:
             for node in start_order(spec):
                 deps = {dep.name: services[dep.name] for dep in node.depends_on}
-                instance = backend.attach(node, record["instances"][node.name])
-                if instance.exit_code() is not None:
+                graph.instances.append(backend.attach(node, record["instances"][node.name]))
+                if graph.instances[-1].exit_code() is not None:
                     return None
-                services[node.name] = Service(node, instance, backend.name, deps, shared=True)
+                services[node.name] = Service(node, graph.instances[-1], backend.name, deps, shared=shared)
         except TestinfraError:
             return None  # gone, or its engine went away: start a new one
-        return services[spec.name]
+        graph.service = services[spec.name]
+        return graph
 
     def _recorded_graph(self, spec: ServiceSpec, record: SlotRecord) -> _Graph | None:
         """Handles on what a slot's record names (what is already gone left out)."""
@@ -473,6 +557,10 @@ class Manager:
         elif service.keep:
             for instance in graph.instances:
                 instance.keep()
+            if graph.slot is not None:
+                with graph.slot.locked():  # its keeper must not remove it
+                    graph.slot.clear()
+                    graph.slot.users.discard(Owner.me())
             self.kept.append(service)
         elif pooled:
             # The next test need not wait for this one's teardown.
@@ -512,6 +600,10 @@ class Manager:
     def _teardown(graph: _Graph) -> None:
         """Remove a graph's instances (dependents first) and its network; all of them, even
         when one fails, then raise the first failure."""
+        if graph.slot is not None:
+            with graph.slot.locked():  # a spare: its keeper removes it at once
+                graph.slot.users.discard(Owner.me())
+            return
         errors: list[BaseException] = []
         for instance in reversed(graph.instances):
             try:
@@ -552,6 +644,7 @@ class Manager:
         for kind, network in self._private_networks.items():
             attempt(lambda: self._backends[kind].remove_network(network))  # noqa: B023 (called at once)
         self._private_networks.clear()
+        attempt(self._leave_spares)
         attempt(self._finish_run)
         for backend in self._backends.values():
             backend.close()

@@ -36,6 +36,10 @@ class SlotRecord(TypedDict, total=False):
     # A lease's keeper (the process that owns its instances) and the run id they are labelled with.
     keeper: str
     run: str
+    # A spare (a never-used graph kept for the next run's per-test fixtures): its lease key, and
+    # whether a process took it (it is then that process's alone, and removed once it lets go).
+    spare_of: str
+    used: bool
 
 
 class Slot:

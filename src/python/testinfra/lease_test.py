@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +65,19 @@ def wait_for_users(
             assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "the sessions did not get their service"
         time.sleep(0.02)
-    return [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
+    return [_note(path) for path in inner.path.glob("using-*.json")]
+
+
+def _note(path: Path) -> dict[str, str]:
+    """A test's note, once its writer has finished it (it may be seen half-written)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            note: dict[str, str] = json.loads(path.read_text())
+            return note
+        except json.JSONDecodeError:
+            assert time.monotonic() < deadline, f"{path} was never completed"
+            time.sleep(0.02)
 
 
 def finish(proc: subprocess.Popen[bytes]) -> str:
@@ -262,3 +275,94 @@ def test_a_killed_keeper_leaves_orphans_the_next_sweep_removes(inner: pytest.Pyt
     )
     assert lease_resources(note["id"]) == []
     report("lease keeper SIGKILLed", backend, time.monotonic() - t0)
+
+
+# Three tests, each with a fresh instance of its own; HOLD=1 makes the first wait until told to go.
+SPARE_TEST = """
+import json
+import os
+import pathlib
+import time
+from dataclasses import replace
+
+import pytest
+from specs import WS1
+from testinfra import service_fixture
+
+web = service_fixture(replace(WS1, env={"LEASE_OF": pathlib.Path.cwd().name}))
+
+@pytest.mark.parametrize("n", range(3))
+def test_gets_a_fresh_instance(web, n):
+    pathlib.Path(f"using-{n}.json").write_text(json.dumps({"id": web.resource_id, "pid": os.getpid()}))
+    deadline = time.monotonic() + 120
+    while os.environ.get("HOLD") and not pathlib.Path("go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
+
+def test_spares_left_for_the_next_run_serve_one_test_each_and_go_with_their_user(
+    inner: pytest.Pytester, backend: str
+) -> None:
+    inner.makepyfile(test_leased=SPARE_TEST)
+    warm = {"TESTINFRA_REUSE_TTL": "120"}
+
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        for path in [*inner.path.glob("using-*.json"), inner.path / "go"]:
+            path.unlink(missing_ok=True)
+        return session(inner, env={**warm, **env})
+
+    def ids() -> list[str]:
+        return [json.loads(path.read_text())["id"] for path in sorted(inner.path.glob("using-*.json"))]
+
+    assert "3 passed" in finish(start())
+    first = ids()
+    second = start(HOLD="1")  # its first test holds its instance while we look at it
+    key = ""
+    try:
+        (note,) = wait_for_users(inner, 1, second)
+        (run,) = {r.run for r in run_resources("") if r.id == note["id"]}
+        (inner.path / "go").touch()
+        assert "3 passed" in finish(second)
+        if backend == "process":
+            # A local process runs code from the test's sandbox, which Pants removes: no spares.
+            assert not run.startswith("lease-"), run
+            return
+        assert run.startswith("lease-"), f"the next run started its own instance ({run})"
+        key = run.rsplit("-", 1)[0]
+        assert len(set(first + ids())) == 6, "a test got an instance another test used"
+        for instance in ids():
+            seconds_until_gone(instance)  # a used spare goes with its user
+        left = wait_for_spares(key, 3)
+        assert not {r.id for r in left} & set(first + ids())
+        listing = cli("ls")
+        assert all(" warm " in line for line in listing.splitlines() if key in line), listing
+        held = start(HOLD="1")
+        try:
+            (note,) = wait_for_users(inner, 1, held)
+            os.kill(int(note["pid"]), signal.SIGKILL)
+            held.communicate(timeout=TIMEOUT)
+        finally:
+            if held.poll() is None:
+                held.kill()
+                held.communicate()
+        assert note["id"] in {r.id for r in left}, "the session did not take a spare"
+        seconds = seconds_until_gone(note["id"])
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate()
+        for run_id in {r.run for r in run_resources("") if key and r.run.startswith(key + "-")}:
+            cli("reap", "--run", run_id)
+    assert not [r for r in run_resources("") if r.run.startswith(key + "-")]
+    report("a spare's user SIGKILLed mid-test", backend, seconds)
+
+
+def wait_for_spares(key: str, count: int) -> list[Resource]:
+    """The containers of `count` spares of lease `key`, once their keepers have started them."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        spares = [r for r in run_resources("") if r.run.startswith(key + "-") and r.kind == "container"]
+        if len({r.run for r in spares}) >= count:
+            return spares
+        assert time.monotonic() < deadline, f"{count} spares were not left: {spares}"
+        time.sleep(0.1)

@@ -136,6 +136,11 @@ class Backend(Protocol):
         path): two processes may share an instance only if they agree on it."""
         ...
 
+    def pinned(self, spec: ServiceSpec) -> ServiceSpec | None:
+        """`spec` with what it runs fixed (an image id, not a path into the build outputs), so that
+        a process that outlives this one (a lease's keeper) can start it; None if it cannot."""
+        ...
+
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> Instance:
         """Create and start an instance of `spec` with `env` already resolved (not waiting for readiness)."""
         ...

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -324,6 +325,9 @@ class DockerBackend:
         with _engine_errors(f"looking up image {image!r}", spec.name):
             image_id: str = self.client.images.get(image).id or image
         return image_id
+
+    def pinned(self, spec: ServiceSpec) -> ServiceSpec:
+        return replace(spec, image=self.identity(spec))
 
     def _present(self, image: str, spec: ServiceSpec) -> bool:
         try:

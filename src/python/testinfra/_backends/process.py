@@ -298,6 +298,10 @@ class ProcessBackend:
         # The code a `{python}` command runs is whatever this import path holds.
         return os.pathsep.join([sys.executable, *sys.path])
 
+    def pinned(self, spec: ServiceSpec) -> None:
+        # Its code is on this process's import path, which Pants removes with the test's sandbox.
+        return None
+
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> ProcessInstance:
         assert spec.command is not None
         reservation = reserve_port(self._state)
