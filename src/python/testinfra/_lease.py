@@ -21,6 +21,7 @@ keeper removes it as soon as that process lets go of it or dies: no spare serves
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 import uuid
@@ -153,10 +154,13 @@ def _keep_spare(
     _watch(settings, state, slot, me, lambda record: 0.0 if record.get("used") else settings.reuse_ttl)
 
 
-def spares(state: StateDir, key: str) -> list[Slot]:
-    """The spares of lease `key` whose keeper is on duty and that nobody took, oldest first."""
+def spares(state: StateDir, key: str, made_before: float = math.inf) -> list[Slot]:
+    """The spares of lease `key` (made before that time) whose keeper is on duty and that nobody
+    took, oldest first."""
     found = []
-    for directory in sorted(state.sub("leases").glob(f"{key}-*"), key=_age):
+    for directory in sorted(state.sub("leases").glob(f"{key}-*"), key=_made):
+        if _made(directory) >= made_before:
+            continue
         slot = Slot(directory)
         record = slot.read()
         if record is not None and (record.get("used") or not keeper_alive(record.get("keeper"))):
@@ -169,11 +173,12 @@ def spares(state: StateDir, key: str) -> list[Slot]:
     return found
 
 
-def _age(directory: Path) -> float:
+def _made(directory: Path) -> float:
+    # (keeper.lock is made once, by the keeper, and never written.)
     try:
-        return directory.stat().st_mtime
+        return (directory / "keeper.lock").stat().st_mtime
     except OSError:
-        return 0.0
+        return math.inf
 
 
 def _replaced(slot: Slot, me: Owner) -> bool:

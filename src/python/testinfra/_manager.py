@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -130,6 +131,7 @@ class Manager:
         # Per spec fingerprint: the spec, and how many instances this session's tests took.
         self._taken: dict[str, tuple[ServiceSpec, int]] = {}
         self._lease_keys: dict[str, tuple[Backend, str]] = {}
+        self._began = time.time()
         self._registration: Future[None] | None = None
         self._removals: list[Future[None]] = []
         # Pools fill and used instances go away on these threads while the tests run.
@@ -344,8 +346,8 @@ class Manager:
 
     def _leave_spares(self) -> None:
         """With warm reuse on, leave never-used graphs for the next run: as many of each spec as
-        this session took (at most MAX_SPARES, counting those still waiting), started by their
-        keepers after this process is gone."""
+        this process took (at most MAX_SPARES, less those an earlier run left that nobody took),
+        started by their keepers after this process is gone."""
         if not self.settings.reuse_ttl:
             return
         for spec, taken in self._taken.values():
@@ -354,7 +356,9 @@ class Manager:
                 pinned = self._pinned(spec, backend)
                 if pinned is None:
                     continue  # (a local process's code goes with the test's sandbox)
-                for _ in range(min(taken, MAX_SPARES) - len(spares(self._state, key))):
+                # Spares the other processes of this run leave count for their own tests, not ours.
+                waiting = spares(self._state, key, made_before=self._began)
+                for _ in range(min(taken, MAX_SPARES) - len(waiting)):
                     start_spare(self.settings, self._state, key, self._spare_starter(pinned))
             except TestinfraError as exc:  # the next run starts its own: nothing is lost
                 print(f"testinfra: no spares of {spec.name!r} left for the next run: {exc}", file=sys.stderr)
