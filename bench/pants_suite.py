@@ -13,8 +13,8 @@ file, in each checkout), so only what depends on it runs again; the file is rest
 `--pytest` runs `python -m pytest PATHS` in each checkout instead of Pants (e.g. one test file).
 `--reuse-ttl S` turns on warm reuse across runs (TESTINFRA_REUSE_TTL; a checkout without it
 ignores it) and removes what is left warm at the end; `--pause S` waits S seconds before each run,
-untimed, as a developer editing between runs would (what the last run left starts meanwhile). The
-containers counted are those created from the start of the pause to the end of the run.
+untimed, as a developer editing between runs would (what the last run left starts meanwhile). Containers
+are counted by who starts them: a run's tests, or (leases and spares) their keepers, per run.
 
     dist/bench/pants_suite.pex --runs 5 --checkout /old --reuse-ttl 900 --pause 10 \
         --edit tests/e2e/test_kennel.py tests/e2e:
@@ -40,32 +40,50 @@ from testinfra._pants import build_root
 from testinfra._settings import DEFAULT_LABEL
 
 DEFAULT_TARGETS = ["tests/naive:", "tests/fixture::", "tests/resources:", "tests/e2e:"]
+# The names of the containers of leases and spares (see testinfra._lease), made by their keepers.
+LEASED = "testinfra-lease-"
 
 
-def count_creates(stop: threading.Event, counted: list[int]) -> None:
-    client = docker.from_env()
-    since = int(time.time())
-    events = client.events(
-        decode=True, since=since, filters={"type": "container", "event": "create", "label": DEFAULT_LABEL}
-    )
-    try:
-        for _ in events:
-            counted[0] += 1
-            if stop.is_set():
-                break
-    finally:
-        events.close()
-        client.close()
+class Creates:
+    """Every container testinfra creates while the benchmark runs, with its time and name."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str]] = []
+        self._client = docker.from_env()
+        self._events = self._client.events(
+            decode=True,
+            since=int(time.time()),
+            filters={"type": "container", "event": "create", "label": DEFAULT_LABEL},
+        )
+        threading.Thread(target=self._watch, daemon=True).start()
+        time.sleep(0.2)  # (the event stream is open before the first create)
+
+    def _watch(self) -> None:
+        for event in self._events:
+            self.seen.append((time.monotonic(), event.get("Actor", {}).get("Attributes", {}).get("name", "")))
+
+    def during(self, start: float, end: float) -> int:
+        """Containers a run's tests created (not leases or spares: their keepers' work)."""
+        return sum(1 for at, name in self.seen if start <= at <= end and not name.startswith(LEASED))
+
+    def leased(self) -> int:
+        return sum(1 for _, name in self.seen if name.startswith(LEASED))
+
+    def close(self) -> None:
+        self._events.close()
+        self._client.close()
 
 
 def run_suite(
-    checkout: Path, targets: list[str], env: dict[str, str], edit: str | None, pytest: bool, pause: float
+    checkout: Path,
+    targets: list[str],
+    env: dict[str, str],
+    edit: str | None,
+    pytest: bool,
+    pause: float,
+    creates: Creates,
 ) -> tuple[float, int]:
-    counted = [0]
-    stop = threading.Event()
-    watcher = threading.Thread(target=count_creates, args=(stop, counted), daemon=True)
-    watcher.start()
-    time.sleep(max(0.2, pause))  # (the event stream is open before the first create)
+    time.sleep(pause)
     if edit:
         with open(checkout / edit, "a") as file:
             file.write(f"# edited {time.time()}\n")
@@ -74,14 +92,13 @@ def run_suite(
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets]
         env = {**env, "PYTHONPATH": os.pathsep.join([str(checkout / "src/python"), str(checkout), *sys.path])}
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # (bytecode cached, as in a developer's virtualenv)
-    t0 = time.perf_counter()
+    start = time.monotonic()
     done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    stop.set()
+    elapsed = time.monotonic() - start
     if done.returncode != 0:
         raise SystemExit(f"{checkout}: ./pants test failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     time.sleep(0.5)  # the last events reach the stream
-    return elapsed, counted[0]
+    return elapsed, creates.during(start, start + elapsed)
 
 
 def main() -> None:
@@ -109,24 +126,32 @@ def main() -> None:
     checkouts = {"this checkout": root, **{str(path): path for path in args.checkout}}
     samples: dict[str, list[tuple[float, int]]] = {name: [] for name in checkouts}
     originals = {path: (path / args.edit).read_text() for path in checkouts.values()} if args.edit else {}
+    creates = Creates()
     try:
         for _ in range(args.runs):
             for name, path in checkouts.items():
-                samples[name].append(run_suite(path, args.targets, env, args.edit, args.pytest, args.pause))
+                samples[name].append(
+                    run_suite(path, args.targets, env, args.edit, args.pytest, args.pause, creates)
+                )
     finally:
         for path, text in originals.items():
             (path / args.edit).write_text(text)
         if args.reuse_ttl:
             testinfra_cli(["reap"])  # what the runs left warm
+        creates.close()
     rows = []
     for name, values in samples.items():
         rows.append([name, f"{median([v[0] for v in values]):.1f}", str(int(median([v[1] for v in values])))])
+    # (Only a checkout with leases makes them; the older one compared has none.)
+    rows[0].append(f"{creates.leased() / args.runs:g}")
     how = f"./pants test, after editing {args.edit}" if args.edit else "./pants test --force"
     how = "pytest" if args.pytest else how
     how += f", warm reuse (TTL {args.reuse_ttl:g} s)" if args.reuse_ttl else ""
     how += f", {args.pause:g} s untimed before each run" if args.pause else ""
     print(f"{how} {' '.join(args.targets)}; medians of {args.runs} interleaved runs")
-    print(table(["checkout", "wall s", "containers started"], rows))
+    for row in rows[1:]:
+        row.append("")
+    print(table(["checkout", "wall s", "containers the tests started", "by keepers, per run"], rows))
     save("pants_suite", {name: values for name, values in samples.items()})
 
 
