@@ -152,7 +152,8 @@ def main() -> None:
     for row in rows[1:]:
         row.append("")
     print(table(["checkout", "wall s", "containers the tests started", "by keepers, per run"], rows))
-    save("pants_suite", {name: values for name, values in samples.items()})
+    mode = ("-pytest" if args.pytest else "-edit" if args.edit else "") + ("-reuse" if args.reuse_ttl else "")
+    save(f"pants_suite{mode}", {"how": how, **samples})
 
 
 if __name__ == "__main__":
