@@ -137,7 +137,7 @@ def test_a_lease_kept_warm_is_reused_by_the_next_run_listed_and_reaped(
     assert "1 passed" in finish(session(inner, env=warm))
     (second,) = [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
     assert second["id"] == first["id"], "the next run started a new instance"
-    removed = cli("reap")
+    removed = reap_leases_of(first["id"])
     assert "removed" in removed and first["id"] in removed
     assert lease_resources(first["id"]) == []
 
@@ -180,8 +180,10 @@ def test_a_warm_lease_is_reset_before_reuse_and_replaced_when_it_cannot_be(
         output = finish(session(inner, env={**warm, **env}))
         assert "1 passed" in output, output[-3000:]
         (note,) = [json.loads(path.read_text()) for path in inner.path.glob("using-*.json")]
-        return str(note["id"])
+        made.append(str(note["id"]))
+        return made[-1]
 
+    made: list[str] = []
     resets = inner.path / "resets"
     try:
         first = run()
@@ -192,8 +194,14 @@ def test_a_warm_lease_is_reset_before_reuse_and_replaced_when_it_cannot_be(
         assert replaced != first, "an instance that could not be reset was reused"
         assert first not in {r.id for r in run_resources_everywhere()}, "the instance it replaced is left"
     finally:
-        cli("reap")
-    assert [r for r in run_resources_everywhere() if r.id in (first, replaced)] == []
+        reap_leases_of(*made)
+    assert [r for r in run_resources_everywhere() if r.id in made] == []
+
+
+def reap_leases_of(*instances: str) -> str:
+    """`python -m testinfra reap` of the leases holding these instances, and of nobody else's."""
+    runs = sorted({r.run for r in run_resources_everywhere() if r.id in instances})
+    return "".join(cli("reap", "--run", run) for run in runs)
 
 
 def cli(*args: str) -> str:
