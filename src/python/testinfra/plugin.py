@@ -59,7 +59,7 @@ _INI_HELP = {
     "port_range": "ports to reserve from, LOW-HIGH (default: below the kernel's ephemeral range)",
     "label": "prefix of the labels on testinfra's containers and networks",
     "pool_depth": "per-test instances started ahead of the tests that take them (0: none; default: cores, at most 4)",
-    "reuse_ttl": "seconds a leased service stays warm for the next run (0, the default: a few seconds; not in CI)",
+    "reuse_ttl": "seconds leases, and spares of per-test services, stay warm for the next run (0, the default: off; not in CI)",
 }
 
 
