@@ -336,10 +336,11 @@ class Manager:
                 if record is None or record.get("used") or not keeper_alive(record.get("keeper")):
                     continue
                 graph = self._attach_graph(spec, record, shared=False) if record.get("complete") else None
+                # Taken, or found dead (its keeper then removes it at once).
+                slot.write({**record, "used": True})
                 if graph is None:
                     continue
                 slot.users.add(Owner.me())
-                slot.write({**record, "used": True})
             graph.slot = slot
             return graph
         return None

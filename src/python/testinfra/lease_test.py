@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from testinfra._backends.base import Resource
@@ -344,6 +345,18 @@ def test_spares_left_for_the_next_run_serve_one_test_each_and_go_with_their_user
         assert not {r.id for r in left} & set(first + ids())
         listing = cli("ls")
         assert all(" warm " in line for line in listing.splitlines() if key in line), listing
+        # Spares found dead are never handed out, and their keepers remove them at once.
+        client = docker.from_env()
+        try:
+            for resource in left:
+                client.containers.get(resource.id).kill()
+        finally:
+            client.close()
+        assert "3 passed" in finish(start())
+        assert not {r.id for r in left} & set(ids()), "a test got a dead spare"
+        for resource in left:
+            seconds_until_gone(resource.id)
+        left = wait_for_spares(key, 3)
         held = start(HOLD="1")
         try:
             (note,) = wait_for_users(inner, 1, held)
