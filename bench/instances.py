@@ -3,12 +3,15 @@
 The same ten tests (GET /health) run under each tool, as a pytest session in a subprocess; the
 wall time of the whole session is what a developer waits for. Rows, interleaved run by run:
 - bare docker SDK loop: a fixture that runs the container, polls /health, removes it;
+- bare docker SDK loop on host network: the same, the container on the host's network at a free port;
 - testcontainers-python: DockerContainer with the port exposed (its reaper disabled: the Ryuk
   image cannot be pulled here), the same /health poll;
-- testinfra docker / testinfra process: service_fixture at that scope;
+- testinfra docker: service_fixture at that scope, on the host's network as tests/services runs it;
+- testinfra docker on bridge: the same on a network of its own (host_network=False);
+- testinfra process: service_fixture at that scope, as a local process;
 - bare local process: a fixture that starts uvicorn on a free port and polls /health.
-`--baseline DIR` adds the testinfra rows again with the testinfra found in DIR (another checkout's
-src/python), so a change is measured against the code before it, in the same run.
+`--baseline DIR` adds the testinfra bridge and process rows again with the testinfra found in DIR
+(another checkout's src/python), so a change is measured against the code before it, in the same run.
 
     ./pants package src/python/labrador/web_server1:image bench:instances
     dist/bench/instances.pex --runs 5 [--baseline /path/to/old/src/python]
@@ -86,6 +89,28 @@ def svc():
         container.remove(force=True)
         client.close()
 """,
+    "bare docker SDK loop on host network": POLL
+    + """
+import socket
+import docker
+import pytest
+
+@pytest.fixture(scope=SCOPE)
+def svc():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = docker.from_env()
+    container = client.containers.run(
+        IMAGE, ["--host", "127.0.0.1", "--port", str(port)], detach=True, network_mode="host"
+    )
+    try:
+        healthy(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        container.remove(force=True)
+        client.close()
+""",
     "testcontainers-python": POLL
     + """
 import pytest
@@ -99,6 +124,18 @@ def svc():
         yield f"http://127.0.0.1:{port}"
 """,
     "testinfra docker": """
+from testinfra import ServiceSpec
+from testinfra import service_fixture
+import pytest
+
+LISTEN = ("--host", "{host}", "--port", "{port}")
+web = service_fixture(ServiceSpec(name="web", image=IMAGE, args=LISTEN, host_network=True), scope=SCOPE)
+
+@pytest.fixture
+def svc(web):
+    return web.url
+""",
+    "testinfra docker on bridge": """
 from testinfra import ServiceSpec
 from testinfra import service_fixture
 import pytest
@@ -143,7 +180,13 @@ def svc():
         proc.wait()
 """,
 }
-DOCKER_ROWS = ("bare docker SDK loop", "testcontainers-python", "testinfra docker")
+DOCKER_ROWS = (
+    "bare docker SDK loop",
+    "bare docker SDK loop on host network",
+    "testcontainers-python",
+    "testinfra docker",
+    "testinfra docker on bridge",
+)
 SCOPES = {"fresh instance per test": "function", "one instance for the session": "session"}
 
 
@@ -190,7 +233,7 @@ def main() -> None:
     ours = os.pathsep.join([str(root / "src/python"), *sys.path])
     variants = {row: ours for row in FIXTURES if docker_ok or row not in DOCKER_ROWS}
     if args.baseline:
-        for row in ("testinfra docker", "testinfra process"):
+        for row in ("testinfra docker on bridge", "testinfra process"):
             if row in variants:
                 variants[f"{row} (baseline)"] = os.pathsep.join([str(args.baseline), *sys.path])
     if args.rows:

@@ -56,7 +56,8 @@ CACHING_WEB_SERVER2 = ServiceSpec(
     name="web_server2",
     image=WEB_SERVER2.image,
     command=WEB_SERVER2.command,
-    port=WEB_SERVER2.port,
+    args=WEB_SERVER2.args,
+    host_network=WEB_SERVER2.host_network,
     env={"WEB_SERVER2_UPSTREAM_URL": "http://127.0.0.1:9", "WEB_SERVER2_UPSTREAM_TIMEOUT": "1"},
 )
 web_server2 = paired_service_fixture(

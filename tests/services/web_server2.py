@@ -5,7 +5,8 @@ WEB_SERVER2 = ServiceSpec(
     name="web_server2",
     image="src/python/labrador/web_server2:image",
     command=("{python}", "-m", "labrador.web_server2.main", "--fd", "{fd}"),
-    port=80,
+    args=WEB_SERVER1.args,
+    host_network=True,
     depends_on=(WEB_SERVER1,),
     # Its health does not depend on web_server1 (it calls it per request): start both at once.
     wait_for_dependencies=False,

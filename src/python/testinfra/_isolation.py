@@ -524,8 +524,8 @@ def paired_service_fixture(
     ahead, as function-scoped services do. The state fixture, requested in the same test after
     this one, gives the same state.
 
-    The service reaches the state's server at its own address (see Database.peer_url): start
-    `spec` alone, not in a graph with a network of its own.
+    The service reaches the state's server at its own address (see Database.peer_url), or, on the
+    host's network, where the tests do: start `spec` alone, not in a graph with a network of its own.
     """
     config = getattr(state, STATE_CONFIG, None)
     if not isinstance(config, DatabaseConfig | RedisConfig):
@@ -542,12 +542,15 @@ def paired_service_fixture(
                 )
     server = config.server
 
+    # On the host's network, the service reaches the server where the tests do.
+    seen_as = "" if spec.host_network else "peer_"
+
     def bind(handle: Any) -> ServiceSpec:
         def value(peer: str | None, field: str) -> str:
             if field == "url":
-                return str(handle.peer_url)
+                return str(getattr(handle, f"{seen_as}url"))
             if field in ("host", "port"):
-                return str(getattr(handle.server, f"peer_{field}"))
+                return str(getattr(handle.server, f"{seen_as}{field}"))
             return str(getattr(handle, field))
 
         rendered = {key: render(template, value) for key, template in env.items()}

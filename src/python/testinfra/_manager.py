@@ -28,6 +28,7 @@ from testinfra._backends import KINDS
 from testinfra._backends import BackendKind
 from testinfra._backends import open_backend
 from testinfra._backends.base import Backend
+from testinfra._backends.base import Endpoint
 from testinfra._backends.base import Instance
 from testinfra._backends.base import Placement
 from testinfra._errors import BackendUnavailableError
@@ -94,7 +95,10 @@ class _Graph:
 def _resolve_env(spec: ServiceSpec, deps: dict[str, Service]) -> dict[str, str]:
     def peer_value(peer: str | None, name: str) -> str:
         assert peer is not None  # validated by ServiceSpec
-        return str(getattr(deps[peer].peer, name))
+        # On the host's network, a service reaches its dependencies where the tests do.
+        dep = deps[peer]
+        address = Endpoint(dep.host, dep.port) if spec.host_network else dep.peer
+        return str(getattr(address, name))
 
     return {key: render(value, peer_value) for key, value in spec.env.items()}
 
@@ -253,7 +257,8 @@ class Manager:
         services: dict[str, Service] = {}
         ready: dict[str, Future[float]] = {}
         try:
-            if len(order) > 1:
+            # Services on the host's network need none.
+            if sum(not node.host_network for node in order) > 1:
                 if own_network:
                     graph.network = backend.create_network("shared", placement)
                     network = graph.network

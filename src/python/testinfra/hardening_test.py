@@ -239,7 +239,13 @@ def test_an_owner_in_another_namespace_is_never_judged_dead() -> None:
 def test_tcp_check_waits_for_the_container_not_for_dockers_proxy(pytestconfig: pytest.Config) -> None:
     image = image_or_address(ADDRESSES["web_server1"], pytestconfig, "docker")
     # The service listens on 81, not on the published 80: Docker's proxy still accepts on 80.
-    deaf = ServiceSpec(name="deaf", image=image, args=("--port", "81"), ready=TcpCheck(), start_timeout=1.5)
+    deaf = ServiceSpec(
+        name="deaf",
+        image=image,
+        args=("--host", "{host}", "--port", "81"),
+        ready=TcpCheck(),
+        start_timeout=1.5,
+    )
     manager = Manager(Settings(backend="docker"))
     try:
         with pytest.raises(ServiceNotReadyError, match="not ready after 1.5s"):

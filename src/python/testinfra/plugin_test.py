@@ -158,12 +158,15 @@ def test_starting_a_service_first_sweeps_orphans_of_dead_runs() -> None:
 @pytest.mark.testinfra_docker
 def test_args_and_tmpfs_reach_the_container(pytestconfig: pytest.Config) -> None:
     image = image_or_address(ADDRESSES["web_server1"], pytestconfig, "docker")
-    spec = ServiceSpec(name="web", image=image, args=("--port", "81"), port=81, tmpfs=("/scratch",))
+    args = ("--host", "{host}", "--port", "{port}")
+    spec = ServiceSpec(name="web", image=image, args=args, port=81, tmpfs=("/scratch",))
     manager = Manager(Settings(backend="docker"))
     try:
         service = manager.start(spec)
         status, mounts = service.run_command(["cat", "/proc/mounts"])
         assert status == 0
         assert "tmpfs /scratch tmpfs" in mounts
+        # Ready means /health answered through the published 81: the app listens where args said.
+        assert "Uvicorn running on http://0.0.0.0:81" in service.logs()
     finally:
         manager.close()

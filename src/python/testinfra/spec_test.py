@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from testinfra import ServiceSpec
@@ -40,6 +42,11 @@ def spec(name: str = "svc", **fields: object) -> ServiceSpec:
         ({"env": {"URL": "{port}"}}, "placeholders in env name a dependency's address"),
         ({"env": {"BAD NAME": "x"}}, "must be NAME=str"),
         ({"command": ("{python}", "{fd}"), "ready": TcpCheck()}, "TcpCheck() proves nothing for a process"),
+        ({"image": "x", "args": ("{fd}",)}, "unknown placeholder {fd} in args; known: {host}, {port}"),
+        ({"image": "x", "args": ("{db.url}",)}, "unknown placeholder {db.url} in args"),
+        ({"host_network": True}, "host_network=True applies to a container; this service has no image"),
+        ({"image": "x", "host_network": True}, "must listen on the port testinfra reserves: pass it in args"),
+        ({"image": "x", "host_network": 1, "args": ("{port}",)}, "host_network=1 must be True or False"),
     ],
 )
 def test_invalid_specs_say_what_is_wrong(fields: dict[str, object], message: str) -> None:
@@ -107,3 +114,21 @@ def test_two_different_specs_with_one_name_are_rejected() -> None:
     right = spec("db", port=2)
     with pytest.raises(SpecError, match="two different services are named 'db'"):
         start_order(spec("web", depends_on=(left, spec("api", depends_on=(right,)))))
+
+
+HOST: dict[str, Any] = {"image": "x", "args": ("--port", "{port}"), "host_network": True}
+
+
+def test_a_bridged_container_cannot_depend_on_one_on_the_hosts_network() -> None:
+    web_server1 = spec("web_server1", **HOST)
+    with pytest.raises(SpecError, match="set host_network=True on 'web_server2' too"):
+        spec("web_server2", image="y", depends_on=(web_server1,))
+    # The other way round works (a bridged dependency is reached at its published port), and so
+    # does a local process (it runs on the host's network anyway).
+    spec("web_server2", **HOST, depends_on=(spec("web_server1", image="y"),))
+    spec("web_server2", depends_on=(web_server1,))
+
+
+def test_host_network_is_part_of_the_fingerprint() -> None:
+    bridged = spec(image="x", args=("--port", "{port}"))
+    assert bridged.fingerprint != spec(**HOST).fingerprint

@@ -26,7 +26,7 @@ def open_backend(
         return DockerBackend(settings, image_roots)
     from testinfra._backends.process import ProcessBackend
 
-    return ProcessBackend(state)
+    return ProcessBackend(state, settings.port_range)
 
 
 def open_all(

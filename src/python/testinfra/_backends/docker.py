@@ -1,4 +1,5 @@
-"""The docker backend: a service as a container, reached on 127.0.0.1 at a Docker-chosen port.
+"""The docker backend: a service as a container, reached on 127.0.0.1 at a Docker-chosen port, or
+(host_network) in the host's network namespace, listening on a port testinfra reserved for it.
 
 Every call into the Docker SDK goes through `_engine_errors`, the one place where its errors
 become testinfra errors: an engine that does not answer is BackendUnavailableError, a container
@@ -38,6 +39,8 @@ from testinfra._errors import ServiceStartError
 from testinfra._owner import Owner
 from testinfra._pants import address_hint
 from testinfra._pants import locate_image
+from testinfra._ports import PortReservation
+from testinfra._ports import reserve_port
 from testinfra._settings import Settings
 from testinfra._spec import ServiceSpec
 from testinfra._spec import render
@@ -164,12 +167,17 @@ class DockerInstance:
         client: docker.DockerClient,
         network: str | None,
         *,
+        host_port: int | None = None,
+        reservation: PortReservation | None = None,
         fresh: bool = False,
     ) -> None:
         self.spec = spec
         self._container = container
         self._client = client
         self._network = network
+        # With host_network: the port it listens on, and (in the process that made it) its reservation.
+        self._host_port = host_port
+        self._reservation = reservation
         # (`fresh`: the container was just inspected; no need to ask the engine again.)
         self._endpoint = self._read_endpoint(reload=not fresh)
 
@@ -178,7 +186,7 @@ class DockerInstance:
         return str(self._container.short_id)
 
     def record(self) -> dict[str, Any]:
-        return {"id": self._container.id, "network": self._network}
+        return {"id": self._container.id, "network": self._network, "host_port": self._host_port}
 
     def _reload(self) -> dict[str, Any]:
         self._container.reload()
@@ -187,6 +195,8 @@ class DockerInstance:
 
     @_mapped("reading its published port")
     def _read_endpoint(self, reload: bool = True) -> Endpoint:
+        if self._host_port is not None:
+            return Endpoint(_HOST, self._host_port)
         attrs = self._reload() if reload else self._container.attrs
         bindings = (attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.spec.port}/tcp") or []
         if not bindings:
@@ -198,10 +208,14 @@ class DockerInstance:
         return self._endpoint
 
     def peer_endpoint(self) -> Endpoint:
+        if self._host_port is not None:
+            return self._endpoint
         return Endpoint(self._container.name or "", self.spec.port)
 
     @_mapped("reading its address")
     def direct_address(self) -> tuple[str, int]:
+        if self._host_port is not None:
+            return _HOST, self._host_port
         networks = self._reload()["NetworkSettings"]["Networks"] or {}
         for network in networks.values():
             if network.get("IPAddress"):
@@ -240,7 +254,7 @@ class DockerInstance:
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
         # {host} and {port} are the service's own address inside its container, so one command
         # (e.g. `redis-cli -h {host} -p {port} ping`) works here and for a local process.
-        values = {"host": "127.0.0.1", "port": str(self.spec.port)}
+        values = {"host": _HOST, "port": str(self._host_port or self.spec.port)}
         command = [render(arg, lambda peer, name: values.get(name, "")) for arg in argv]
         outcome: list[tuple[int, str]] = []
         lost: list[BackendUnavailableError] = []
@@ -293,6 +307,8 @@ class DockerInstance:
     @_mapped("removing it")
     def remove(self) -> None:
         _remove_container(self._client, self._container.id or "")
+        if self._reservation is not None:
+            self._reservation.release()
 
     @_mapped("marking it kept")
     def keep(self) -> None:
@@ -309,6 +325,7 @@ class DockerBackend:
     def __init__(self, settings: Settings, image_roots: Sequence[Path] = ()) -> None:
         self.client = connect()
         self._state = StateDir(settings.state_dir)
+        self._ports = settings.port_range
         self._label = settings.label
         self._image_roots = tuple(image_roots)
         # Numbers this process's containers; next() on it is atomic, and pools start from threads.
@@ -374,21 +391,51 @@ class DockerBackend:
         }
 
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> DockerInstance:
+        reservation = reserve_port(self._state, self._ports) if spec.host_network else None
+        try:
+            return self._create(spec, env, placement, reservation)
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
+
+    def _create(
+        self,
+        spec: ServiceSpec,
+        env: dict[str, str],
+        placement: Placement,
+        reservation: PortReservation | None,
+    ) -> DockerInstance:
         assert spec.image is not None
         image, archive = locate_image(spec.image, self._image_roots)
         name = f"testinfra-{placement.run_id}-{os.getpid()}-{spec.name.replace('_', '-')}-{next(self._count)}"
         api = self.client.api
         networking = None
-        if placement.network is not None:
-            # An alias keeps the name peers use working when the container is renamed (kept).
-            endpoint = api.create_endpoint_config(aliases=[name])
-            networking = api.create_networking_config({placement.network: endpoint})  # type: ignore[arg-type]
-        host_config = api.create_host_config(
-            # Docker picks a free host port at bind time: no race with other processes.
-            port_bindings={spec.port: (_HOST, None)},
-            network_mode=placement.network,
-            tmpfs={path: "" for path in spec.tmpfs},
-        )
+        tmpfs = {path: "" for path in spec.tmpfs}
+        if reservation is not None:
+            # No namespace, bridge or proxy to set up; nothing to publish. Outside testinfra, a
+            # process could still take the reserved port before the service binds it: the service
+            # then exits, and its start fails with its log.
+            values = {"host": _HOST, "port": str(reservation.port)}
+            ports = None
+            host_config = api.create_host_config(network_mode="host", tmpfs=tmpfs)
+        else:
+            # All of the container's own interfaces: Docker's proxy reaches it at its address.
+            values = {"host": "0.0.0.0", "port": str(spec.port)}
+            ports = [spec.port]
+            if placement.network is not None:
+                # An alias keeps the name peers use working when the container is renamed (kept).
+                endpoint = api.create_endpoint_config(aliases=[name])
+                networking = api.create_networking_config({placement.network: endpoint})  # type: ignore[arg-type]
+            host_config = api.create_host_config(
+                # Docker picks a free host port at bind time: no race with other processes.
+                port_bindings={spec.port: (_HOST, None)},
+                network_mode=placement.network,
+                tmpfs=tmpfs,
+            )
+        command = None
+        if spec.args is not None:
+            command = [render(arg, lambda peer, field: values[field]) for arg in spec.args]
 
         def create() -> dict[str, Any]:
             with _engine_errors(f"creating a container of {image!r}", spec.name):
@@ -396,11 +443,11 @@ class DockerBackend:
                 # slow, flaky, and not what the test built.
                 created: dict[str, Any] = api.create_container(
                     image,
-                    command=list(spec.args) if spec.args is not None else None,
+                    command=command,
                     name=name,
                     labels=self._labels(placement, service=spec.name),
                     environment=env,
-                    ports=[spec.port],
+                    ports=ports,
                     host_config=host_config,
                     networking_config=networking,
                     detach=True,
@@ -426,12 +473,18 @@ class DockerBackend:
                 with _engine_errors("removing a container that failed to start"):
                     _remove_container(self.client, created["Id"])
             raise ServiceStartError(str(exc), service=spec.name) from exc
-        return DockerInstance(spec, container, self.client, placement.network, fresh=True)
+        network = None if reservation is not None else placement.network
+        port = reservation.port if reservation is not None else None
+        return DockerInstance(
+            spec, container, self.client, network, host_port=port, reservation=reservation, fresh=True
+        )
 
     def attach(self, spec: ServiceSpec, record: dict[str, Any]) -> DockerInstance:
         with _engine_errors("attaching to it", spec.name):
             container = self.client.containers.get(record["id"])
-            return DockerInstance(spec, container, self.client, record.get("network"))
+            return DockerInstance(
+                spec, container, self.client, record.get("network"), host_port=record.get("host_port")
+            )
 
     def create_network(self, purpose: str, placement: Placement) -> str:
         # A random part: the engine accepts duplicate network names, and a name another (dead)

@@ -288,8 +288,9 @@ class ProcessBackend:
     name = "process"
     needs = "a command"
 
-    def __init__(self, state: StateDir) -> None:
+    def __init__(self, state: StateDir, ports: range | None = None) -> None:
         self._state = state
+        self._ports = ports
 
     def supports(self, spec: ServiceSpec) -> bool:
         return spec.command is not None
@@ -304,7 +305,7 @@ class ProcessBackend:
 
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> ProcessInstance:
         assert spec.command is not None
-        reservation = reserve_port(self._state)
+        reservation = reserve_port(self._state, self._ports)
         port = reservation.port
         stem = f"{placement.run_id}-{spec.name}-{port}"
         workdir = None
