@@ -17,8 +17,9 @@ from testinfra._spec import ServiceSpec
 
 _COMMAND_TIMEOUT = 30.0
 # Readiness polls the service's state between probes; the backend (an engine call for Docker) is
-# asked at most this often. Every other caller asks afresh.
-_STATE_TTL = 0.05
+# asked at most this often: a service that exits while starting fails that much later at most.
+# Every other caller asks afresh.
+_STATE_TTL = 0.2
 
 
 class Service:
