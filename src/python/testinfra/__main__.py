@@ -37,6 +37,7 @@ _USAGE = 2
 def doctor(settings: Settings, state: StateDir, images: Sequence[str]) -> int:
     """Print what testinfra can use here; exit 1 when something it needs is missing."""
     from testinfra._backends.docker import connect
+    from testinfra._backends.docker import host_network_problem
 
     problems = 0
     print(f"python        {platform.python_version()} ({sys.executable})")
@@ -48,6 +49,11 @@ def doctor(settings: Settings, state: StateDir, images: Sequence[str]) -> int:
         problems += bool(images) or settings.require_docker
     else:
         print(f"docker        engine {client.version().get('Version', '?')} answers")
+        shared_network = host_network_problem(client)
+        if shared_network is None:
+            print("host network  the engine's is this machine's: host_network=True specs use it")
+        else:
+            print(f"host network  not this machine's ({shared_network}): host_network=True specs run bridged")
         for image in images:
             found = client.images.list(name=image)
             print(f"image         {image}: {'present' if found else 'missing'}")

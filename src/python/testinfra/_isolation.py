@@ -129,8 +129,9 @@ class RedisConfig:
 
 def _direct(service: Service) -> tuple[str, int]:
     # Where other services reach a server started on its own: its container's address on Docker's
-    # default network (`peer`, the container's name, resolves only on a graph's own network), or
-    # 127.0.0.1 for a local process. (The instance is testinfra's own, so this stays in the package.)
+    # default network (`peer`, the container's name, resolves only on a graph's own network; the
+    # host's network reaches it too), or 127.0.0.1 for a local process or a container on the host's
+    # network. (The instance is testinfra's own, so this stays in the package.)
     return service._instance.direct_address()
 
 
@@ -524,8 +525,9 @@ def paired_service_fixture(
     ahead, as function-scoped services do. The state fixture, requested in the same test after
     this one, gives the same state.
 
-    The service reaches the state's server at its own address (see Database.peer_url), or, on the
-    host's network, where the tests do: start `spec` alone, not in a graph with a network of its own.
+    The service reaches the state's server at its own address (see Database.peer_url), from a
+    bridged container or from the host's network alike: start `spec` alone, not in a graph with a
+    network of its own.
     """
     config = getattr(state, STATE_CONFIG, None)
     if not isinstance(config, DatabaseConfig | RedisConfig):
@@ -542,15 +544,12 @@ def paired_service_fixture(
                 )
     server = config.server
 
-    # On the host's network, the service reaches the server where the tests do.
-    seen_as = "" if spec.host_network else "peer_"
-
     def bind(handle: Any) -> ServiceSpec:
         def value(peer: str | None, field: str) -> str:
             if field == "url":
-                return str(getattr(handle, f"{seen_as}url"))
+                return str(handle.peer_url)
             if field in ("host", "port"):
-                return str(getattr(handle.server, f"{seen_as}{field}"))
+                return str(getattr(handle.server, f"peer_{field}"))
             return str(getattr(handle, field))
 
         rendered = {key: render(template, value) for key, template in env.items()}
@@ -561,6 +560,12 @@ def paired_service_fixture(
     ) -> Iterator[Service]:
         target = servers[server]
         check_alive(target)
+        if target.backend == "docker" and target.spec.host_network and spec.image and not spec.host_network:
+            raise SpecError(
+                f"{spec.name!r} would run in a container on a network of its own, from which server "
+                f"{target.name!r}, on the host's network at 127.0.0.1, cannot be reached; give "
+                f"{spec.name!r} host_network=True (with {{port}} in its args), or {target.name!r} none"
+            )
         held = request.node.stash.setdefault(_PAIRED, {})
         if id(config) in held:  # the test took its state first: a service for it, started now
             service = testinfra_manager.start(bind(held[id(config)]))

@@ -28,7 +28,6 @@ from testinfra._backends import KINDS
 from testinfra._backends import BackendKind
 from testinfra._backends import open_backend
 from testinfra._backends.base import Backend
-from testinfra._backends.base import Endpoint
 from testinfra._backends.base import Instance
 from testinfra._backends.base import Placement
 from testinfra._errors import BackendUnavailableError
@@ -95,12 +94,16 @@ class _Graph:
 def _resolve_env(spec: ServiceSpec, deps: dict[str, Service]) -> dict[str, str]:
     def peer_value(peer: str | None, name: str) -> str:
         assert peer is not None  # validated by ServiceSpec
-        # On the host's network, a service reaches its dependencies where the tests do.
-        dep = deps[peer]
-        address = Endpoint(dep.host, dep.port) if spec.host_network else dep.peer
-        return str(getattr(address, name))
+        return str(getattr(deps[peer].peer, name))
 
     return {key: render(value, peer_value) for key, value in spec.env.items()}
+
+
+def _bridged(spec: ServiceSpec) -> ServiceSpec:
+    """`spec` and its dependencies off the host's network: where the engine's host network is not
+    ours, they run on a network of their own, and their args' {host} and {port} follow."""
+    deps = tuple(_bridged(dep) for dep in spec.depends_on)
+    return replace(spec, host_network=False, depends_on=deps)
 
 
 class Manager:
@@ -249,6 +252,8 @@ class Manager:
         """
         order = start_order(spec)
         backend = self._backend_for(order)
+        if not backend.host_network and any(node.host_network for node in order):
+            order = start_order(spec := _bridged(spec))
         own_network = placement is not None
         if placement is None:
             placement = Placement(self.run_id, Owner.me(), detached=self.settings.keep_on_failure)

@@ -101,7 +101,8 @@ class ServiceSpec:
     - ``host_network``: run the container in the host's network namespace, listening on a port
       testinfra reserves, which ``args`` pass on (``"--port", "{port}"``). It skips the network
       namespace, bridge and port proxy a container otherwise gets: faster to start, and lighter.
-      Its dependencies must use the host's network too (a bridged container cannot reach it).
+      A service and its dependencies use it alike. Where the engine's host network is not this
+      machine's (a remote or rootless engine, Docker Desktop), the service runs bridged instead.
     - ``ready``: a readiness check (HttpCheck() by default).
     - ``env``: extra environment. Values may name a dependency's address as this service sees it:
       ``"{web_server1.url}"``, ``"{web_server1.host}"``, ``"{web_server1.port}"``.
@@ -206,11 +207,13 @@ class ServiceSpec:
                 "in args, e.g. args=('--host', '{host}', '--port', '{port}')"
             )
         for dep in self.depends_on:
-            if dep.host_network and not self.host_network and self.image:
+            if self.image and dep.image and dep.host_network != self.host_network:
+                on_host, bridged = (dep, self) if dep.host_network else (self, dep)
                 raise fail(
-                    f"it depends on {dep.name!r}, which uses the host's network, but has a network of its "
-                    f"own, from which the host's 127.0.0.1 is not reachable; set host_network=True on "
-                    f"{self.name!r} too"
+                    f"{on_host.name!r} uses the host's network and {bridged.name!r} does not: a "
+                    "bridged container cannot reach the host's 127.0.0.1, and a bridged container's "
+                    f"published port changes when it restarts. Set host_network=True on {bridged.name!r} "
+                    "too (with {port} in its args), or on neither"
                 )
 
     def _check_argv(self, field_name: str) -> None:

@@ -18,7 +18,10 @@ from testinfra._owner import Owner
 from testinfra._redis import RedisAllocator
 from testinfra._redis import RedisServer
 from testinfra.conftest import BACKENDS
+from testinfra.conftest import STATE_ADDRESSES
+from testinfra.conftest import image_or_address
 from testinfra.conftest import report
+from testinfra.conftest import run_resources
 from testinfra.conftest import start_redis
 
 ME = Owner.me()
@@ -178,3 +181,51 @@ def test_keys_under_a_dead_owners_prefix_are_swept(redis: RedisServer) -> None:
     finally:
         theirs.close()
         mine.close()
+
+
+ON_HOST = """
+import pytest
+from testinfra import ServiceSpec
+from testinfra import TcpCheck
+from testinfra import paired_service_fixture
+from testinfra import redis_fixture
+from testinfra import service_fixture
+from testinfra.conftest import redis_spec
+
+REDIS = ServiceSpec(
+    name="redis",
+    image=redis_spec(IMAGE).image,
+    args=("--bind", "{host}", "--port", "{port}"),
+    host_network=True,
+    ready=TcpCheck(send=b"PING\\r\\n", expect=b"+PONG\\r\\n"),
+)
+redis = service_fixture(REDIS, scope="session")
+cache = redis_fixture("redis")
+# Never started: refused before, since a bridged container cannot reach the host's 127.0.0.1.
+bridged = paired_service_fixture(ServiceSpec(name="web", image="labrador/unused:1"), cache, env={"URL": "{url}"})
+
+def test_the_helpers_reach_a_server_on_the_hosts_network(redis, cache, testinfra_manager):
+    open("run", "w").write(testinfra_manager.run_id)
+    assert redis.peer.host == "127.0.0.1"
+    client = cache.connect()
+    client.set(cache.key("k"), "v")
+    assert client.get(cache.key("k")) == b"v"
+
+def test_a_bridged_service_paired_with_it_is_refused(bridged):
+    pass
+"""
+
+
+@pytest.mark.testinfra_docker
+def test_a_redis_on_the_hosts_network_serves_tests_and_refuses_bridged_pairs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pytestconfig: pytest.Config
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
+    monkeypatch.setenv("TESTINFRA_BACKEND", "docker")
+    image = image_or_address(STATE_ADDRESSES["redis"], pytestconfig, "docker")
+    pytester.makeconftest('pytest_plugins = ["testinfra.plugin"]')
+    pytester.makepyfile(test_on_host=f"IMAGE = {image!r}\n" + ON_HOST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "test_on_host.py")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*SpecError: 'web' would run in a container on a network of its own*"])
+    assert run_resources((pytester.path / "run").read_text()) == []

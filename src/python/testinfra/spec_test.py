@@ -119,14 +119,16 @@ def test_two_different_specs_with_one_name_are_rejected() -> None:
 HOST: dict[str, Any] = {"image": "x", "args": ("--port", "{port}"), "host_network": True}
 
 
-def test_a_bridged_container_cannot_depend_on_one_on_the_hosts_network() -> None:
-    web_server1 = spec("web_server1", **HOST)
-    with pytest.raises(SpecError, match="set host_network=True on 'web_server2' too"):
-        spec("web_server2", image="y", depends_on=(web_server1,))
-    # The other way round works (a bridged dependency is reached at its published port), and so
-    # does a local process (it runs on the host's network anyway).
-    spec("web_server2", **HOST, depends_on=(spec("web_server1", image="y"),))
-    spec("web_server2", depends_on=(web_server1,))
+def test_a_service_and_its_dependencies_use_the_hosts_network_alike() -> None:
+    on_host = spec("web_server1", **HOST)
+    bridged = spec("web_server1", image="y")
+    with pytest.raises(SpecError, match="Set host_network=True on 'web_server2' too"):
+        spec("web_server2", image="y", depends_on=(on_host,))
+    with pytest.raises(SpecError, match="Set host_network=True on 'web_server1' too"):
+        spec("web_server2", **HOST, depends_on=(bridged,))
+    # A local process runs on the host's network anyway.
+    spec("web_server2", depends_on=(on_host,))
+    spec("web_server2", **HOST, depends_on=(on_host,))
 
 
 def test_host_network_is_part_of_the_fingerprint() -> None:

@@ -129,6 +129,12 @@ class Backend(Protocol):
     # What a spec needs to run here, for error messages: "an image", "a command".
     needs: str
 
+    @property
+    def host_network(self) -> bool:
+        """Whether what runs on "the host's network" here shares this process's network (local
+        processes always do; containers where the engine runs beside us, see host_network_problem)."""
+        ...
+
     def supports(self, spec: ServiceSpec) -> bool: ...
 
     def identity(self, spec: ServiceSpec) -> str:

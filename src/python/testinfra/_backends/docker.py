@@ -14,6 +14,7 @@ import gc
 import itertools
 import os
 import secrets
+import socket
 import threading
 import warnings
 from collections.abc import Callable
@@ -153,6 +154,22 @@ def engine_problem() -> str | None:
         connect().close()
     except BackendUnavailableError as exc:
         return str(exc)
+    return None
+
+
+def host_network_problem(client: docker.DockerClient) -> str | None:
+    """Why the engine's host network is not this process's network, or None when it is.
+
+    An engine on another machine or in a VM (a remote DOCKER_HOST, Docker Desktop, colima) names
+    another host; a rootless engine keeps a network namespace of its own.
+    """
+    with _engine_errors("asking the engine where it runs"):
+        info = client.info()
+    if any("rootless" in option for option in info.get("SecurityOptions") or ()):
+        return "the engine is rootless: its host network is a namespace of its own"
+    engine_host, here = info.get("Name"), socket.gethostname()
+    if engine_host != here:
+        return f"the engine runs on host {engine_host!r}, not on this one ({here!r})"
     return None
 
 
@@ -310,9 +327,12 @@ class DockerInstance:
 
     @_mapped("removing it")
     def remove(self) -> None:
-        _remove_container(self._client, self._container.id or "")
-        if self._reservation is not None:
-            self._reservation.release()
+        try:
+            _remove_container(self._client, self._container.id or "")
+        finally:
+            # Even if the removal failed: a port something still listens on is never handed out.
+            if self._reservation is not None:
+                self._reservation.release()
 
     @_mapped("marking it kept")
     def keep(self) -> None:
@@ -330,6 +350,9 @@ class DockerBackend:
         self.client = connect()
         self._state = StateDir(settings.state_dir)
         self._ports = settings.port_range
+        # Ports this process reserved for containers on the host's network: whichever handle of
+        # this process removes one (its creator's, or one attached to it later) releases its port.
+        self._reservations: dict[int, PortReservation] = {}
         self._label = settings.label
         self._image_roots = tuple(image_roots)
         # Numbers this process's containers; next() on it is atomic, and pools start from threads.
@@ -337,6 +360,10 @@ class DockerBackend:
 
     def supports(self, spec: ServiceSpec) -> bool:
         return spec.image is not None
+
+    @functools.cached_property
+    def host_network(self) -> bool:
+        return host_network_problem(self.client) is None
 
     def identity(self, spec: ServiceSpec) -> str:
         assert spec.image is not None
@@ -395,7 +422,11 @@ class DockerBackend:
         }
 
     def create(self, spec: ServiceSpec, env: dict[str, str], placement: Placement) -> DockerInstance:
-        reservation = reserve_port(self._state, self._ports) if spec.host_network else None
+        reservation = None
+        if spec.host_network:
+            reservation = reserve_port(self._state, self._ports)
+            self._reservations = {port: held for port, held in self._reservations.items() if held.held}
+            self._reservations[reservation.port] = reservation
         try:
             return self._create(spec, env, placement, reservation)
         except BaseException:
@@ -486,8 +517,14 @@ class DockerBackend:
     def attach(self, spec: ServiceSpec, record: dict[str, Any]) -> DockerInstance:
         with _engine_errors("attaching to it", spec.name):
             container = self.client.containers.get(record["id"])
+            port = record.get("host_port")
             return DockerInstance(
-                spec, container, self.client, record.get("network"), host_port=record.get("host_port")
+                spec,
+                container,
+                self.client,
+                record.get("network"),
+                host_port=port,
+                reservation=self._reservations.get(port) if port is not None else None,
             )
 
     def create_network(self, purpose: str, placement: Placement) -> str:

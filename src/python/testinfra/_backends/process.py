@@ -287,6 +287,7 @@ def _forget(record: ProcessRecord, record_path: Path) -> None:
 class ProcessBackend:
     name = "process"
     needs = "a command"
+    host_network = True
 
     def __init__(self, state: StateDir, ports: range | None = None) -> None:
         self._state = state
